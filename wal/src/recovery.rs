@@ -1,0 +1,330 @@
+//! Recovery: read every segment in order and return every intact batch.
+//!
+//! Rules, in the order they are applied:
+//! - Unknown files in the directory are refused ([`WalError::ForeignFile`]); leftover
+//!   `*.wal.tmp` files from an interrupted segment creation are removed.
+//! - Segments whose every batch is at or below `persisted` (the next segment starts at or
+//!   below `persisted + 1`) are obsolete: removed without being read.
+//! - Within a segment, records must decode and their seqnos must run on without a gap,
+//!   from record to record and from segment to segment.
+//! - A bad record in the *last* segment with no valid record after it is a torn write: the
+//!   segment is truncated there, synced, and the dropped bytes are reported.
+//! - Any other bad record is mid-log corruption. In [`RecoveryMode::Strict`] (the default)
+//!   recovery fails with [`WalError::Corruption`] naming the segment and offset. In
+//!   [`RecoveryMode::PointInTime`] it stops before the damage: the segment is truncated
+//!   there, later segments are removed, and the report says so.
+
+use std::path::{Path, PathBuf};
+
+use strata_vfs::{read_all, FileSystem};
+
+use crate::batch::Batch;
+use crate::record::{decode_record, decode_segment_header, HeaderError, SEGMENT_HEADER_LEN};
+use crate::segment::{classify, segment_path, Entry};
+use crate::{RecoveredBatch, RecoveryMode, RecoveryReport, StoppedEarly, TornTail, WalError};
+
+/// What recovery found, and where writing resumes.
+pub(crate) struct Recovered {
+    pub(crate) batches: Vec<RecoveredBatch>,
+    pub(crate) report: RecoveryReport,
+    /// First seqnos of the segments left in the directory, ascending.
+    pub(crate) segments: Vec<u64>,
+    /// The seqno the next batch gets.
+    pub(crate) next_seqno: u64,
+    /// The last segment, if it holds no record and can be appended to as is.
+    pub(crate) reusable_last: Option<u64>,
+}
+
+struct Damage {
+    segment_index: usize,
+    offset: u64,
+    reason: String,
+    /// The seqno after the last intact record before the damage.
+    next_seqno: u64,
+}
+
+/// Reads the WAL directory; see the module doc. The directory must be locked by the caller.
+pub(crate) fn recover(
+    fs: &dyn FileSystem,
+    dir: &Path,
+    mode: RecoveryMode,
+    persisted: u64,
+) -> Result<Recovered, WalError> {
+    let mut report = RecoveryReport::default();
+    let mut segments = list_segments(fs, dir, &mut report)?;
+    remove_obsolete(fs, dir, &mut segments, persisted, &mut report)?;
+
+    let mut batches = Vec::new();
+    let mut expected: Option<u64> = None;
+    let mut last_has_records = false;
+    for index in 0..segments.len() {
+        let is_last = index + 1 == segments.len();
+        let outcome = read_segment(
+            fs,
+            dir,
+            segments[index],
+            expected,
+            is_last,
+            persisted,
+            &mut batches,
+            &mut report,
+        );
+        match outcome {
+            Ok(end) => {
+                last_has_records = end != segments[index];
+                expected = Some(end);
+            }
+            Err(SegmentFailure::Fatal(err)) => return Err(err),
+            Err(SegmentFailure::Damaged(damage)) => {
+                let damage = Damage {
+                    segment_index: index,
+                    ..damage
+                };
+                let path = segment_path(dir, segments[index]);
+                if mode == RecoveryMode::Strict {
+                    return Err(WalError::Corruption {
+                        path,
+                        offset: damage.offset,
+                        reason: damage.reason,
+                    });
+                }
+                let end = stop_early(fs, dir, &mut segments, damage, &mut report)?;
+                last_has_records = !segments.is_empty() && end != segments[segments.len() - 1];
+                expected = Some(end);
+                break;
+            }
+        }
+    }
+    report.segments = segments.len();
+    report.batches = batches.len();
+    let end = expected.unwrap_or(0);
+    let next_seqno = end.max(persisted.saturating_add(1)).max(1);
+    let reusable_last = match segments.last() {
+        Some(&last) if !last_has_records && last == next_seqno => Some(last),
+        _ => None,
+    };
+    Ok(Recovered {
+        batches,
+        report,
+        segments,
+        next_seqno,
+        reusable_last,
+    })
+}
+
+fn list_segments(
+    fs: &dyn FileSystem,
+    dir: &Path,
+    report: &mut RecoveryReport,
+) -> Result<Vec<u64>, WalError> {
+    let mut segments = Vec::new();
+    let mut temps = Vec::new();
+    for name in fs.list(dir)? {
+        match classify(&name) {
+            Entry::Segment(seqno) => segments.push(seqno),
+            Entry::Temp => temps.push(name),
+            Entry::Lock => {}
+            Entry::Foreign => {
+                return Err(WalError::ForeignFile {
+                    path: dir.join(name),
+                })
+            }
+        }
+    }
+    for name in &temps {
+        fs.remove(&dir.join(name))?;
+    }
+    if !temps.is_empty() {
+        fs.sync_dir(dir)?;
+        report.temp_files_removed = temps.len();
+    }
+    segments.sort_unstable();
+    Ok(segments)
+}
+
+fn remove_obsolete(
+    fs: &dyn FileSystem,
+    dir: &Path,
+    segments: &mut Vec<u64>,
+    persisted: u64,
+    report: &mut RecoveryReport,
+) -> Result<(), WalError> {
+    // Segment i holds seqnos [segments[i], segments[i + 1]); it is obsolete when all of
+    // them are persisted elsewhere. The last segment is never obsolete.
+    let obsolete = segments
+        .windows(2)
+        .take_while(|pair| pair[1] <= persisted.saturating_add(1))
+        .count();
+    for &seqno in &segments[..obsolete] {
+        fs.remove(&segment_path(dir, seqno))?;
+    }
+    if obsolete > 0 {
+        fs.sync_dir(dir)?;
+    }
+    segments.drain(..obsolete);
+    report.obsolete_segments_removed = obsolete;
+    Ok(())
+}
+
+enum SegmentFailure {
+    /// Cannot go on whatever the mode (I/O error, wrong magic, unsupported version).
+    Fatal(WalError),
+    /// Damage that point-in-time recovery may stop before.
+    Damaged(Damage),
+}
+
+impl From<WalError> for SegmentFailure {
+    fn from(err: WalError) -> Self {
+        SegmentFailure::Fatal(err)
+    }
+}
+
+fn damaged(offset: u64, reason: String, next_seqno: u64) -> SegmentFailure {
+    SegmentFailure::Damaged(Damage {
+        segment_index: 0,
+        offset,
+        reason,
+        next_seqno,
+    })
+}
+
+/// Reads one segment, pushing its batches; returns the seqno after its last record.
+#[allow(clippy::too_many_arguments)]
+fn read_segment(
+    fs: &dyn FileSystem,
+    dir: &Path,
+    first_seqno: u64,
+    expected: Option<u64>,
+    is_last: bool,
+    persisted: u64,
+    batches: &mut Vec<RecoveredBatch>,
+    report: &mut RecoveryReport,
+) -> Result<u64, SegmentFailure> {
+    let path = segment_path(dir, first_seqno);
+    let file = fs.open(&path).map_err(WalError::from)?;
+    let bytes = read_all(file.as_ref()).map_err(WalError::from)?;
+    let resume = expected.unwrap_or(first_seqno);
+    let header_damage = match decode_segment_header(&bytes) {
+        Ok(seqno) if seqno == first_seqno => None,
+        Ok(seqno) => Some(format!(
+            "header says first seqno {seqno}, the name says {first_seqno}"
+        )),
+        Err(HeaderError::BadMagic) => {
+            return Err(SegmentFailure::Fatal(WalError::BadMagic { path }))
+        }
+        Err(HeaderError::Version(version)) => {
+            return Err(SegmentFailure::Fatal(WalError::UnsupportedVersion {
+                path,
+                version,
+            }))
+        }
+        Err(HeaderError::Short(len)) => {
+            Some(format!("segment of {len} bytes has no complete header"))
+        }
+        Err(HeaderError::Checksum) => Some("segment header checksum mismatch".to_string()),
+    };
+    let header_damage = header_damage.or_else(|| {
+        (resume != first_seqno).then(|| {
+            format!("segment starts at seqno {first_seqno}, the previous one ends at {resume}")
+        })
+    });
+    if let Some(reason) = header_damage {
+        return Err(damaged(0, reason, resume));
+    }
+
+    let mut offset = SEGMENT_HEADER_LEN;
+    let mut next = first_seqno;
+    while offset < bytes.len() {
+        let bad = match decode_record(&bytes[offset..]) {
+            Ok(record) if record.first_seqno != next => {
+                format!(
+                    "record carries seqno {}, expected {next}",
+                    record.first_seqno
+                )
+            }
+            Ok(record) => match Batch::decode(record.body, record.count) {
+                Ok(batch) => {
+                    if next + u64::from(record.count) > persisted.saturating_add(1) {
+                        batches.push(RecoveredBatch {
+                            first_seqno: next,
+                            batch,
+                        });
+                    }
+                    report.events += u64::from(record.count);
+                    next += u64::from(record.count);
+                    offset += record.total_len;
+                    continue;
+                }
+                Err(reason) => format!("checksummed record does not decode: {reason}"),
+            },
+            Err(err) => err.to_string(),
+        };
+        if is_last && !valid_record_after(&bytes, offset + 1) {
+            truncate_torn_tail(fs, &path, &bytes, offset, report)?;
+            return Ok(next);
+        }
+        return Err(damaged(offset as u64, bad, next));
+    }
+    Ok(next)
+}
+
+/// Whether a record that decodes starts anywhere at or after `from`.
+fn valid_record_after(bytes: &[u8], from: usize) -> bool {
+    (from..bytes.len()).any(|offset| decode_record(&bytes[offset..]).is_ok())
+}
+
+fn truncate_torn_tail(
+    fs: &dyn FileSystem,
+    path: &Path,
+    bytes: &[u8],
+    offset: usize,
+    report: &mut RecoveryReport,
+) -> Result<(), WalError> {
+    let file = fs.open(path)?;
+    file.truncate(offset as u64)?;
+    file.sync_data()?;
+    report.torn_tail = Some(TornTail {
+        path: path.to_path_buf(),
+        offset: offset as u64,
+        bytes_dropped: (bytes.len() - offset) as u64,
+    });
+    Ok(())
+}
+
+/// Point-in-time recovery: cut the log just before the damage. Returns the seqno after the
+/// last kept record.
+fn stop_early(
+    fs: &dyn FileSystem,
+    dir: &Path,
+    segments: &mut Vec<u64>,
+    damage: Damage,
+    report: &mut RecoveryReport,
+) -> Result<u64, WalError> {
+    let damaged_seqno = segments[damage.segment_index];
+    let damaged_path = segment_path(dir, damaged_seqno);
+    let mut dropped: Vec<PathBuf> = Vec::new();
+    let keep = if damage.offset == 0 {
+        // The header itself is bad: the whole segment goes.
+        damage.segment_index
+    } else {
+        let file = fs.open(&damaged_path)?;
+        file.truncate(damage.offset)?;
+        file.sync_data()?;
+        damage.segment_index + 1
+    };
+    for &seqno in &segments[keep..] {
+        let path = segment_path(dir, seqno);
+        fs.remove(&path)?;
+        dropped.push(path);
+    }
+    fs.sync_dir(dir)?;
+    segments.truncate(keep);
+    let next_seqno = damage.next_seqno;
+    report.stopped_early = Some(StoppedEarly {
+        path: damaged_path,
+        offset: damage.offset,
+        reason: damage.reason,
+        segments_removed: dropped,
+    });
+    Ok(next_seqno)
+}
