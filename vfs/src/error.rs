@@ -60,10 +60,7 @@ impl OpKind {
 
     /// Whether the operation changes what is (or will be) stored.
     pub fn is_mutation(self) -> bool {
-        !matches!(
-            self,
-            OpKind::Open | OpKind::ReadAt | OpKind::Len | OpKind::List
-        )
+        !matches!(self, OpKind::Open | OpKind::ReadAt | OpKind::Len | OpKind::List)
     }
 }
 
@@ -139,13 +136,7 @@ pub struct FsError {
 impl FsError {
     /// A new error without an underlying `io::Error`.
     pub fn new(op: OpKind, path: &Path, kind: FsErrorKind) -> Self {
-        FsError {
-            op,
-            path: path.to_path_buf(),
-            kind,
-            detail: String::new(),
-            source: None,
-        }
+        FsError { op, path: path.to_path_buf(), kind, detail: String::new(), source: None }
     }
 
     /// Wraps an `io::Error` from the OS, classifying it.
@@ -158,13 +149,7 @@ impl FsError {
             io::ErrorKind::WouldBlock => FsErrorKind::Locked,
             _ => FsErrorKind::Io,
         };
-        FsError {
-            op,
-            path: path.to_path_buf(),
-            kind,
-            detail: String::new(),
-            source: Some(Arc::new(err)),
-        }
+        FsError { op, path: path.to_path_buf(), kind, detail: String::new(), source: Some(Arc::new(err)) }
     }
 
     /// Adds a human-readable detail (an offset, the seed of an injected fault, ...).
@@ -194,8 +179,6 @@ impl fmt::Display for FsError {
 
 impl std::error::Error for FsError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        self.source
-            .as_deref()
-            .map(|e| e as &(dyn std::error::Error + 'static))
+        self.source.as_deref().map(|e| e as &(dyn std::error::Error + 'static))
     }
 }

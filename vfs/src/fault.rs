@@ -57,12 +57,7 @@ pub struct FaultRule {
 impl FaultRule {
     /// A rule for every kind of operation and every path.
     pub fn new(when: When, action: FaultAction) -> Self {
-        FaultRule {
-            when,
-            op: None,
-            path_contains: None,
-            action,
-        }
+        FaultRule { when, op: None, path_contains: None, action }
     }
 
     /// Limits the rule to one kind of operation.
@@ -84,10 +79,7 @@ impl FaultRule {
             return false;
         }
         if let Some(fragment) = &self.path_contains {
-            if !paths
-                .iter()
-                .any(|path| path.display().to_string().contains(fragment.as_str()))
-            {
+            if !paths.iter().any(|path| path.display().to_string().contains(fragment.as_str())) {
                 return false;
             }
         }
@@ -126,10 +118,7 @@ impl Shared {
         let index = self.ops.fetch_add(1, Ordering::SeqCst);
         let mut control = self.control.lock();
         let Control { rules, rng } = &mut *control;
-        let action = rules
-            .iter()
-            .find(|rule| rule.matches(index, op, paths, rng))
-            .map(|rule| rule.action);
+        let action = rules.iter().find(|rule| rule.matches(index, op, paths, rng)).map(|rule| rule.action);
         Verdict { index, action }
     }
 
@@ -140,9 +129,8 @@ impl Shared {
     fn injected_error(&self, index: u64, op: OpKind, path: &Path, kind: FsErrorKind) -> FsError {
         self.injected.fetch_add(1, Ordering::SeqCst);
         let seed = self.seed;
-        FsError::new(op, path, kind).with_detail(format!(
-            "injected fault at op {index} (seed {seed:#x}); replay with the same seed"
-        ))
+        FsError::new(op, path, kind)
+            .with_detail(format!("injected fault at op {index} (seed {seed:#x}); replay with the same seed"))
     }
 
     /// Runs `f` unless a `Fail` rule matches; `paths[0]` is the path the error names.
@@ -167,20 +155,14 @@ pub struct FaultFs {
 impl FaultFs {
     /// Wraps `inner` with no rules; `seed` drives every random choice.
     pub fn new(inner: Arc<dyn FileSystem>, seed: u64) -> FaultFs {
-        let control = Control {
-            rules: Vec::new(),
-            rng: SimRng::new(seed),
-        };
+        let control = Control { rules: Vec::new(), rng: SimRng::new(seed) };
         let shared = Shared {
             seed,
             ops: AtomicU64::new(0),
             injected: AtomicU64::new(0),
             control: Mutex::new(control),
         };
-        FaultFs {
-            inner,
-            shared: Arc::new(shared),
-        }
+        FaultFs { inner, shared: Arc::new(shared) }
     }
 
     /// The seed of the random choices.
@@ -209,56 +191,43 @@ impl FaultFs {
     }
 
     fn wrap(&self, inner: Box<dyn File>) -> Box<dyn File> {
-        Box::new(FaultFile {
-            inner,
-            shared: Arc::clone(&self.shared),
-        })
+        Box::new(FaultFile { inner, shared: Arc::clone(&self.shared) })
     }
 }
 
 impl FileSystem for FaultFs {
     fn create(&self, path: &Path) -> Result<Box<dyn File>> {
-        let file = self
-            .shared
-            .run(OpKind::Create, &[path], || self.inner.create(path))?;
+        let file = self.shared.run(OpKind::Create, &[path], || self.inner.create(path))?;
         Ok(self.wrap(file))
     }
 
     fn open(&self, path: &Path) -> Result<Box<dyn File>> {
-        let file = self
-            .shared
-            .run(OpKind::Open, &[path], || self.inner.open(path))?;
+        let file = self.shared.run(OpKind::Open, &[path], || self.inner.open(path))?;
         Ok(self.wrap(file))
     }
 
     fn rename(&self, from: &Path, to: &Path) -> Result<()> {
-        self.shared
-            .run(OpKind::Rename, &[from, to], || self.inner.rename(from, to))
+        self.shared.run(OpKind::Rename, &[from, to], || self.inner.rename(from, to))
     }
 
     fn remove(&self, path: &Path) -> Result<()> {
-        self.shared
-            .run(OpKind::Remove, &[path], || self.inner.remove(path))
+        self.shared.run(OpKind::Remove, &[path], || self.inner.remove(path))
     }
 
     fn list(&self, dir: &Path) -> Result<Vec<String>> {
-        self.shared
-            .run(OpKind::List, &[dir], || self.inner.list(dir))
+        self.shared.run(OpKind::List, &[dir], || self.inner.list(dir))
     }
 
     fn create_dir(&self, path: &Path) -> Result<()> {
-        self.shared
-            .run(OpKind::CreateDir, &[path], || self.inner.create_dir(path))
+        self.shared.run(OpKind::CreateDir, &[path], || self.inner.create_dir(path))
     }
 
     fn sync_dir(&self, path: &Path) -> Result<()> {
-        self.shared
-            .run(OpKind::SyncDir, &[path], || self.inner.sync_dir(path))
+        self.shared.run(OpKind::SyncDir, &[path], || self.inner.sync_dir(path))
     }
 
     fn lock(&self, path: &Path) -> Result<LockGuard> {
-        self.shared
-            .run(OpKind::Lock, &[path], || self.inner.lock(path))
+        self.shared.run(OpKind::Lock, &[path], || self.inner.lock(path))
     }
 }
 
@@ -285,18 +254,14 @@ impl File for FaultFile {
             // itself succeeded is part of the unknown state a failed append leaves.
             let _ = self.inner.append(prefix);
         }
-        Err(self
-            .shared
-            .injected_error(verdict.index, OpKind::Append, self.path(), kind))
+        Err(self.shared.injected_error(verdict.index, OpKind::Append, self.path(), kind))
     }
 
     fn read_at(&self, offset: u64, buf: &mut [u8]) -> Result<()> {
         let verdict = self.shared.decide(OpKind::ReadAt, &[self.path()]);
         match verdict.action {
             Some(FaultAction::Fail(kind)) => {
-                Err(self
-                    .shared
-                    .injected_error(verdict.index, OpKind::ReadAt, self.path(), kind))
+                Err(self.shared.injected_error(verdict.index, OpKind::ReadAt, self.path(), kind))
             }
             Some(FaultAction::FlipReadBit) => {
                 self.inner.read_at(offset, buf)?;
@@ -308,19 +273,15 @@ impl File for FaultFile {
     }
 
     fn len(&self) -> Result<u64> {
-        self.shared
-            .run(OpKind::Len, &[self.path()], || self.inner.len())
+        self.shared.run(OpKind::Len, &[self.path()], || self.inner.len())
     }
 
     fn sync_data(&self) -> Result<()> {
-        self.shared
-            .run(OpKind::SyncData, &[self.path()], || self.inner.sync_data())
+        self.shared.run(OpKind::SyncData, &[self.path()], || self.inner.sync_data())
     }
 
     fn truncate(&self, len: u64) -> Result<()> {
-        self.shared.run(OpKind::Truncate, &[self.path()], || {
-            self.inner.truncate(len)
-        })
+        self.shared.run(OpKind::Truncate, &[self.path()], || self.inner.truncate(len))
     }
 }
 
@@ -374,11 +335,7 @@ mod tests {
         drop(fs.lock(&p("/db/LOCK")).unwrap()); // op 7
         assert_eq!(fs.op_count(), 8);
         assert_eq!(fs.injected_count(), 1);
-        assert_eq!(
-            sim.durable_contents(&p("/db/a")),
-            None,
-            "the dir was never synced"
-        );
+        assert_eq!(sim.durable_contents(&p("/db/a")), None, "the dir was never synced");
         assert_eq!(sim.contents(&p("/db/a")).unwrap(), b"abc");
     }
 
@@ -394,11 +351,7 @@ mod tests {
         assert!(fs.lock(&p("/db/LOCK")).is_err());
         assert!(f.len().is_err());
         assert_eq!(fs.injected_count(), 5);
-        assert_eq!(
-            sim.paths(),
-            vec![p("/db/a")],
-            "nothing reached the disk after the cut"
-        );
+        assert_eq!(sim.paths(), vec![p("/db/a")], "nothing reached the disk after the cut");
         assert_eq!(sim.durable_contents(&p("/db/a")), None);
         fs.clear_rules();
         f.sync_data().unwrap();
@@ -410,25 +363,14 @@ mod tests {
         let (sim, fs) = setup(3);
         fs.add_rule(eio(When::Always).on_op(OpKind::Create).on_path("sst"));
         fs.add_rule(
-            FaultRule::new(When::Always, FaultAction::Fail(FsErrorKind::NoSpace))
-                .on_path("MANIFEST"),
+            FaultRule::new(When::Always, FaultAction::Fail(FsErrorKind::NoSpace)).on_path("MANIFEST"),
         );
-        assert_eq!(
-            fs.create(&p("/db/1.sst")).unwrap_err().kind,
-            FsErrorKind::Io
-        );
+        assert_eq!(fs.create(&p("/db/1.sst")).unwrap_err().kind, FsErrorKind::Io);
         let log = fs.create(&p("/db/1.log")).unwrap();
         log.append(b"ok").unwrap();
-        assert_eq!(
-            fs.create(&p("/db/MANIFEST")).unwrap_err().kind,
-            FsErrorKind::NoSpace
-        );
+        assert_eq!(fs.create(&p("/db/MANIFEST")).unwrap_err().kind, FsErrorKind::NoSpace);
         let err = fs.rename(&p("/db/1.log"), &p("/db/MANIFEST")).unwrap_err();
-        assert_eq!(
-            (err.kind, err.path),
-            (FsErrorKind::NoSpace, p("/db/1.log")),
-            "target matches"
-        );
+        assert_eq!((err.kind, err.path), (FsErrorKind::NoSpace, p("/db/1.log")), "target matches");
         fs.rename(&p("/db/1.log"), &p("/db/2.log")).unwrap();
         assert_eq!(sim.paths(), vec![p("/db/2.log")]);
     }
@@ -446,10 +388,7 @@ mod tests {
         assert_eq!(first, probability_outcomes(7));
         assert_ne!(first, probability_outcomes(8));
         let failures = first.iter().filter(|failed| **failed).count();
-        assert!(
-            (30..=90).contains(&failures),
-            "{failures} of 200 failed at p = 0.3"
-        );
+        assert!((30..=90).contains(&failures), "{failures} of 200 failed at p = 0.3");
     }
 
     #[test]
@@ -460,22 +399,15 @@ mod tests {
             let (sim, fs) = setup(seed);
             let f = fs.create(&p("/db/log")).unwrap();
             fs.add_rule(
-                FaultRule::new(When::Always, FaultAction::Fail(FsErrorKind::NoSpace))
-                    .on_op(OpKind::Append),
+                FaultRule::new(When::Always, FaultAction::Fail(FsErrorKind::NoSpace)).on_op(OpKind::Append),
             );
             let err = f.append(&data).unwrap_err();
             assert_eq!((err.op, err.kind), (OpKind::Append, FsErrorKind::NoSpace));
             let stored = sim.contents(&p("/db/log")).unwrap();
-            assert!(
-                stored.len() < data.len() && data.starts_with(&stored),
-                "seed {seed}"
-            );
+            assert!(stored.len() < data.len() && data.starts_with(&stored), "seed {seed}");
             partial += usize::from(!stored.is_empty());
         }
-        assert!(
-            partial > 40,
-            "only {partial} seeds wrote a non-empty prefix"
-        );
+        assert!(partial > 40, "only {partial} seeds wrote a non-empty prefix");
     }
 
     #[test]
@@ -487,18 +419,10 @@ mod tests {
         fs.add_rule(FaultRule::new(When::Always, FaultAction::FlipReadBit));
         for _ in 0..20 {
             let read = read_all(f.as_ref()).unwrap();
-            let flipped: u32 = read
-                .iter()
-                .zip(&data)
-                .map(|(a, b)| (a ^ b).count_ones())
-                .sum();
+            let flipped: u32 = read.iter().zip(&data).map(|(a, b)| (a ^ b).count_ones()).sum();
             assert_eq!(flipped, 1);
         }
-        assert_eq!(
-            sim.contents(&p("/db/a")).unwrap(),
-            data,
-            "the stored bytes are intact"
-        );
+        assert_eq!(sim.contents(&p("/db/a")).unwrap(), data, "the stored bytes are intact");
         f.sync_data().unwrap();
         assert_eq!(fs.injected_count(), 20, "no effect on other ops");
     }
@@ -509,10 +433,7 @@ mod tests {
         fs.add_rule(eio(When::Nth(0)));
         let err = fs.create_dir(&p("/db/x")).unwrap_err();
         let message = err.to_string();
-        assert!(
-            message.contains("seed 0xdeadbeef") && message.contains("op 0"),
-            "{message}"
-        );
+        assert!(message.contains("seed 0xdeadbeef") && message.contains("op 0"), "{message}");
         assert_eq!(fs.seed(), 0xDEAD_BEEF);
     }
 
@@ -522,9 +443,6 @@ mod tests {
         assert_fs::<FaultFs>();
         let (_sim, fs) = setup(4);
         let shared: Arc<dyn FileSystem> = Arc::new(fs);
-        std::thread::spawn(move || shared.create(&p("/db/t")).map(|_| ()))
-            .join()
-            .unwrap()
-            .unwrap();
+        std::thread::spawn(move || shared.create(&p("/db/t")).map(|_| ())).join().unwrap().unwrap();
     }
 }

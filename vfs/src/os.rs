@@ -40,23 +40,13 @@ fn open_options(create_new: bool) -> fs::OpenOptions {
 
 impl FileSystem for OsFs {
     fn create(&self, path: &Path) -> Result<Box<dyn File>> {
-        let file = open_options(true)
-            .open(path)
-            .map_err(|e| FsError::from_io(OpKind::Create, path, e))?;
-        Ok(Box::new(OsFile {
-            path: path.to_path_buf(),
-            file,
-        }))
+        let file = open_options(true).open(path).map_err(|e| FsError::from_io(OpKind::Create, path, e))?;
+        Ok(Box::new(OsFile { path: path.to_path_buf(), file }))
     }
 
     fn open(&self, path: &Path) -> Result<Box<dyn File>> {
-        let file = open_options(false)
-            .open(path)
-            .map_err(|e| FsError::from_io(OpKind::Open, path, e))?;
-        Ok(Box::new(OsFile {
-            path: path.to_path_buf(),
-            file,
-        }))
+        let file = open_options(false).open(path).map_err(|e| FsError::from_io(OpKind::Open, path, e))?;
+        Ok(Box::new(OsFile { path: path.to_path_buf(), file }))
     }
 
     fn rename(&self, from: &Path, to: &Path) -> Result<()> {
@@ -101,12 +91,8 @@ impl FileSystem for OsFs {
             .map_err(err)?;
         match file.try_lock() {
             Ok(()) => Ok(LockGuard::new(Box::new(file))),
-            Err(fs::TryLockError::WouldBlock) => Err(FsError::new(
-                OpKind::Lock,
-                path,
-                FsErrorKind::Locked,
-            )
-            .with_detail("another process or handle holds the lock; is another instance open?")),
+            Err(fs::TryLockError::WouldBlock) => Err(FsError::new(OpKind::Lock, path, FsErrorKind::Locked)
+                .with_detail("another process or handle holds the lock; is another instance open?")),
             Err(fs::TryLockError::Error(e)) => Err(err(e)),
         }
     }
@@ -119,9 +105,7 @@ impl File for OsFile {
 
     fn append(&self, data: &[u8]) -> Result<()> {
         // The file is opened with O_APPEND, so every write lands at the current end.
-        (&self.file)
-            .write_all(data)
-            .map_err(|e| FsError::from_io(OpKind::Append, &self.path, e))
+        (&self.file).write_all(data).map_err(|e| FsError::from_io(OpKind::Append, &self.path, e))
     }
 
     fn read_at(&self, offset: u64, buf: &mut [u8]) -> Result<()> {
@@ -132,16 +116,11 @@ impl File for OsFile {
     }
 
     fn len(&self) -> Result<u64> {
-        self.file
-            .metadata()
-            .map(|m| m.len())
-            .map_err(|e| FsError::from_io(OpKind::Len, &self.path, e))
+        self.file.metadata().map(|m| m.len()).map_err(|e| FsError::from_io(OpKind::Len, &self.path, e))
     }
 
     fn sync_data(&self) -> Result<()> {
-        self.file
-            .sync_data()
-            .map_err(|e| FsError::from_io(OpKind::SyncData, &self.path, e))
+        self.file.sync_data().map_err(|e| FsError::from_io(OpKind::SyncData, &self.path, e))
     }
 
     fn truncate(&self, len: u64) -> Result<()> {
@@ -171,14 +150,8 @@ mod tests {
         f.truncate(5).unwrap();
         let err = f.read_at(3, &mut buf).unwrap_err();
         assert_eq!(err.kind, FsErrorKind::UnexpectedEof);
-        assert_eq!(
-            fs.create(&path).unwrap_err().kind,
-            FsErrorKind::AlreadyExists
-        );
-        assert_eq!(
-            fs.open(&dir.path().join("missing")).unwrap_err().kind,
-            FsErrorKind::NotFound
-        );
+        assert_eq!(fs.create(&path).unwrap_err().kind, FsErrorKind::AlreadyExists);
+        assert_eq!(fs.open(&dir.path().join("missing")).unwrap_err().kind, FsErrorKind::NotFound);
     }
 
     #[test]
@@ -186,14 +159,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let fs = OsFs::new();
         fs.create(&dir.path().join("b.tmp")).unwrap();
-        fs.rename(&dir.path().join("b.tmp"), &dir.path().join("b"))
-            .unwrap();
+        fs.rename(&dir.path().join("b.tmp"), &dir.path().join("b")).unwrap();
         fs.create_dir(&dir.path().join("sub/deeper")).unwrap();
         fs.sync_dir(dir.path()).unwrap();
-        assert_eq!(
-            fs.list(dir.path()).unwrap(),
-            vec!["b".to_string(), "sub".to_string()]
-        );
+        assert_eq!(fs.list(dir.path()).unwrap(), vec!["b".to_string(), "sub".to_string()]);
         fs.remove(&dir.path().join("b")).unwrap();
         assert_eq!(fs.list(dir.path()).unwrap(), vec!["sub".to_string()]);
     }

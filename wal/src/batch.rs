@@ -152,15 +152,8 @@ impl Batch {
             return Err(WalError::EmptyBatch);
         }
         if self.oversized || self.ops.len() > MAX_BATCH_BYTES {
-            let bytes = if self.oversized {
-                usize::MAX
-            } else {
-                self.ops.len()
-            };
-            return Err(WalError::BatchTooLarge {
-                bytes,
-                limit: MAX_BATCH_BYTES,
-            });
+            let bytes = if self.oversized { usize::MAX } else { self.ops.len() };
+            return Err(WalError::BatchTooLarge { bytes, limit: MAX_BATCH_BYTES });
         }
         Ok(())
     }
@@ -177,16 +170,9 @@ impl Batch {
             }
         }
         if !iter.rest.is_empty() {
-            return Err(format!(
-                "{} bytes after the last of {count} operations",
-                iter.rest.len()
-            ));
+            return Err(format!("{} bytes after the last of {count} operations", iter.rest.len()));
         }
-        Ok(Batch {
-            ops: bytes.to_vec(),
-            count,
-            oversized: false,
-        })
+        Ok(Batch { ops: bytes.to_vec(), count, oversized: false })
     }
 }
 
@@ -226,15 +212,8 @@ impl<'a> OpIter<'a> {
                 let payload = self.take(u32::from_le_bytes(len) as usize)?;
                 Ok(Op::Put { user, ts, payload })
             }
-            TAG_DELETE => Ok(Op::Delete {
-                user,
-                ts: self.i64()?,
-            }),
-            TAG_DELETE_RANGE => Ok(Op::DeleteRange {
-                user,
-                first: self.i64()?,
-                last: self.i64()?,
-            }),
+            TAG_DELETE => Ok(Op::Delete { user, ts: self.i64()? }),
+            TAG_DELETE_RANGE => Ok(Op::DeleteRange { user, first: self.i64()?, last: self.i64()? }),
             other => Err(format!("unknown operation tag {other:#04x}")),
         }
     }
@@ -261,13 +240,7 @@ mod tests {
     use proptest::prelude::*;
 
     fn arb_op() -> impl Strategy<Value = (u8, u64, i64, i64, Vec<u8>)> {
-        (
-            0u8..3,
-            any::<u64>(),
-            any::<i64>(),
-            any::<i64>(),
-            proptest::collection::vec(any::<u8>(), 0..40),
-        )
+        (0u8..3, any::<u64>(), any::<i64>(), any::<i64>(), proptest::collection::vec(any::<u8>(), 0..40))
     }
 
     fn build(ops: &[(u8, u64, i64, i64, Vec<u8>)]) -> Batch {
@@ -319,21 +292,12 @@ mod tests {
 
     #[test]
     fn empty_and_oversized_batches_are_refused() {
-        assert!(matches!(
-            Batch::new().check_appendable(),
-            Err(WalError::EmptyBatch)
-        ));
+        assert!(matches!(Batch::new().check_appendable(), Err(WalError::EmptyBatch)));
         let mut batch = Batch::new();
         batch.put(1, 2, &vec![0u8; MAX_BATCH_BYTES]);
-        assert!(matches!(
-            batch.check_appendable(),
-            Err(WalError::BatchTooLarge { .. })
-        ));
+        assert!(matches!(batch.check_appendable(), Err(WalError::BatchTooLarge { .. })));
         let mut small = Batch::new();
-        small
-            .put(1, 2, b"x")
-            .delete(1, 3)
-            .delete_range(1, i64::MIN, i64::MAX);
+        small.put(1, 2, b"x").delete(1, 3).delete_range(1, i64::MIN, i64::MAX);
         small.check_appendable().unwrap();
         assert_eq!(small.len(), 3);
     }

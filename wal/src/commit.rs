@@ -55,28 +55,18 @@ impl<S: Sink> GroupCommit<S> {
             done_through: 0,
             failure: None,
         };
-        GroupCommit {
-            state: Mutex::new(state),
-            cond: Condvar::new(),
-        }
+        GroupCommit { state: Mutex::new(state), cond: Condvar::new() }
     }
 
     fn lock(&self) -> MutexGuard<'_, State<S>> {
         // A panic while holding the lock cannot leave the state half-updated in a way that
         // loses data: the poisoned flag of the mutex carries no information we need.
-        self.state
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// Appends `record` (unsealed, see `record::encode_unsealed`) holding `count` operations,
     /// or only waits for an fsync when `record` is `None`. Returns the first seqno assigned.
-    pub(crate) fn submit(
-        &self,
-        record: Option<Vec<u8>>,
-        count: u32,
-        sync: bool,
-    ) -> Result<u64, WalError> {
+    pub(crate) fn submit(&self, record: Option<Vec<u8>>, count: u32, sync: bool) -> Result<u64, WalError> {
         let mut state = self.lock();
         if let Some((_, cause)) = &state.failure {
             return Err(WalError::poisoned(cause));
@@ -99,22 +89,13 @@ impl<S: Sink> GroupCommit<S> {
             }
             match state.sink.take() {
                 Some(sink) => state = self.lead(state, sink),
-                None => {
-                    state = self
-                        .cond
-                        .wait(state)
-                        .unwrap_or_else(|poisoned| poisoned.into_inner())
-                }
+                None => state = self.cond.wait(state).unwrap_or_else(|poisoned| poisoned.into_inner()),
             }
         }
     }
 
     /// Writes everything queued as one group, with the lock dropped during the I/O.
-    fn lead<'a>(
-        &'a self,
-        mut state: MutexGuard<'a, State<S>>,
-        mut sink: S,
-    ) -> MutexGuard<'a, State<S>> {
+    fn lead<'a>(&'a self, mut state: MutexGuard<'a, State<S>>, mut sink: S) -> MutexGuard<'a, State<S>> {
         let mut group = std::mem::take(&mut state.queue);
         let sync = std::mem::take(&mut state.queue_sync);
         let group_end = state.next_ticket;
@@ -122,11 +103,7 @@ impl<S: Sink> GroupCommit<S> {
         let already_failed = state.failure.is_some();
         drop(state);
 
-        let result = if already_failed {
-            Ok(())
-        } else {
-            sink.write_group(&mut group, sync)
-        };
+        let result = if already_failed { Ok(()) } else { sink.write_group(&mut group, sync) };
 
         let mut state = self.lock();
         state.sink = Some(sink);
@@ -145,9 +122,6 @@ impl<S: Sink> GroupCommit<S> {
 
     /// The failure that poisoned the log, if any.
     pub(crate) fn failure(&self) -> Option<WalError> {
-        self.lock()
-            .failure
-            .as_ref()
-            .map(|(_, cause)| WalError::poisoned(cause))
+        self.lock().failure.as_ref().map(|(_, cause)| WalError::poisoned(cause))
     }
 }

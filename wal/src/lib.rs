@@ -115,9 +115,7 @@ impl WalError {
     pub(crate) fn poisoned(cause: &WalError) -> WalError {
         match cause {
             WalError::Poisoned { .. } => cause.clone(),
-            other => WalError::Poisoned {
-                cause: Box::new(other.clone()),
-            },
+            other => WalError::Poisoned { cause: Box::new(other.clone()) },
         }
     }
 }
@@ -149,11 +147,7 @@ pub struct WalOptions {
 
 impl Default for WalOptions {
     fn default() -> Self {
-        WalOptions {
-            segment_bytes: 64 << 20,
-            sync_interval: None,
-            recovery: RecoveryMode::Strict,
-        }
+        WalOptions { segment_bytes: 64 << 20, sync_interval: None, recovery: RecoveryMode::Strict }
     }
 }
 

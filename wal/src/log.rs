@@ -75,9 +75,7 @@ struct Syncer {
 
 impl std::fmt::Debug for Wal {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Wal")
-            .field("dir", &self.dir)
-            .finish_non_exhaustive()
+        f.debug_struct("Wal").field("dir", &self.dir).finish_non_exhaustive()
     }
 }
 
@@ -98,19 +96,13 @@ impl Wal {
         fs.create_dir(&dir)?;
         // Any of the ancestors may have just been created; make each entry durable.
         for ancestor in dir.ancestors().skip(1) {
-            let ancestor = if ancestor.as_os_str().is_empty() {
-                Path::new(".")
-            } else {
-                ancestor
-            };
+            let ancestor = if ancestor.as_os_str().is_empty() { Path::new(".") } else { ancestor };
             fs.sync_dir(ancestor)?;
         }
         let lock = fs.lock(&dir.join(LOCK_NAME))?;
         let recovered = recover(fs.as_ref(), &dir, options.recovery, persisted)?;
 
-        let segments = Arc::new(Segments {
-            list: Mutex::new(recovered.segments),
-        });
+        let segments = Arc::new(Segments { list: Mutex::new(recovered.segments) });
         let file = match recovered.reusable_last {
             Some(seqno) => fs.open(&segment_path(&dir, seqno))?,
             None => {
@@ -137,23 +129,9 @@ impl Wal {
             Some(interval) => Some(start_syncer(Arc::clone(&commit), interval)?),
             None => None,
         };
-        let wal = Wal {
-            fs,
-            dir,
-            commit,
-            segments,
-            counters,
-            release_lock: Mutex::new(()),
-            syncer,
-            _lock: lock,
-        };
-        Ok((
-            wal,
-            Recovery {
-                batches: recovered.batches,
-                report: recovered.report,
-            },
-        ))
+        let wal =
+            Wal { fs, dir, commit, segments, counters, release_lock: Mutex::new(()), syncer, _lock: lock };
+        Ok((wal, Recovery { batches: recovered.batches, report: recovered.report }))
     }
 
     /// Appends `batch` as one atomic record and returns the seqno of its first operation.
@@ -248,10 +226,7 @@ fn check_options(options: &WalOptions) -> Result<()> {
         });
     }
     if options.sync_interval == Some(Duration::ZERO) {
-        return Err(WalError::InvalidOption {
-            name: "sync_interval",
-            reason: "must be above zero".into(),
-        });
+        return Err(WalError::InvalidOption { name: "sync_interval", reason: "must be above zero".into() });
     }
     Ok(())
 }
@@ -268,8 +243,6 @@ fn start_syncer(commit: Arc<GroupCommit<SegmentWriter>>, interval: Duration) -> 
                 }
             }
         })
-        .map_err(|err| WalError::Thread {
-            reason: err.to_string(),
-        })?;
+        .map_err(|err| WalError::Thread { reason: err.to_string() })?;
     Ok(Syncer { stop, handle })
 }

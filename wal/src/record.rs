@@ -188,12 +188,7 @@ pub fn decode_record(buf: &[u8]) -> Result<RecordRef<'_>, RecordError> {
     if xxh3_64(&buf[8..total_len]) != le_u64(buf, 0) {
         return Err(RecordError::Checksum);
     }
-    Ok(RecordRef {
-        first_seqno: le_u64(buf, 16),
-        count,
-        body: &buf[RECORD_HEADER_LEN..total_len],
-        total_len,
-    })
+    Ok(RecordRef { first_seqno: le_u64(buf, 16), count, body: &buf[RECORD_HEADER_LEN..total_len], total_len })
 }
 
 #[cfg(test)]
@@ -212,10 +207,7 @@ mod tests {
     fn header_round_trips_and_refuses_damage() {
         let header = encode_segment_header(42);
         assert_eq!(decode_segment_header(&header), Ok(42));
-        assert_eq!(
-            decode_segment_header(&header[..31]),
-            Err(HeaderError::Short(31))
-        );
+        assert_eq!(decode_segment_header(&header[..31]), Err(HeaderError::Short(31)));
         let mut bad = header;
         bad[0] = b'X';
         assert_eq!(decode_segment_header(&bad), Err(HeaderError::BadMagic));
@@ -256,9 +248,6 @@ mod tests {
     fn huge_length_is_refused_before_use() {
         let mut record = sealed(b"abc", 1, 1);
         record[8..12].copy_from_slice(&u32::MAX.to_le_bytes());
-        assert_eq!(
-            decode_record(&record),
-            Err(RecordError::BadLength(u32::MAX))
-        );
+        assert_eq!(decode_record(&record), Err(RecordError::BadLength(u32::MAX)));
     }
 }

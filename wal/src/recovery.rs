@@ -59,16 +59,8 @@ pub(crate) fn recover(
     let mut last_has_records = false;
     for index in 0..segments.len() {
         let is_last = index + 1 == segments.len();
-        let outcome = read_segment(
-            fs,
-            dir,
-            segments[index],
-            expected,
-            is_last,
-            persisted,
-            &mut batches,
-            &mut report,
-        );
+        let outcome =
+            read_segment(fs, dir, segments[index], expected, is_last, persisted, &mut batches, &mut report);
         match outcome {
             Ok(end) => {
                 last_has_records = end != segments[index];
@@ -76,17 +68,10 @@ pub(crate) fn recover(
             }
             Err(SegmentFailure::Fatal(err)) => return Err(err),
             Err(SegmentFailure::Damaged(damage)) => {
-                let damage = Damage {
-                    segment_index: index,
-                    ..damage
-                };
+                let damage = Damage { segment_index: index, ..damage };
                 let path = segment_path(dir, segments[index]);
                 if mode == RecoveryMode::Strict {
-                    return Err(WalError::Corruption {
-                        path,
-                        offset: damage.offset,
-                        reason: damage.reason,
-                    });
+                    return Err(WalError::Corruption { path, offset: damage.offset, reason: damage.reason });
                 }
                 let end = stop_early(fs, dir, &mut segments, damage, &mut report)?;
                 last_has_records = !segments.is_empty() && end != segments[segments.len() - 1];
@@ -103,20 +88,10 @@ pub(crate) fn recover(
         Some(&last) if !last_has_records && last == next_seqno => Some(last),
         _ => None,
     };
-    Ok(Recovered {
-        batches,
-        report,
-        segments,
-        next_seqno,
-        reusable_last,
-    })
+    Ok(Recovered { batches, report, segments, next_seqno, reusable_last })
 }
 
-fn list_segments(
-    fs: &dyn FileSystem,
-    dir: &Path,
-    report: &mut RecoveryReport,
-) -> Result<Vec<u64>, WalError> {
+fn list_segments(fs: &dyn FileSystem, dir: &Path, report: &mut RecoveryReport) -> Result<Vec<u64>, WalError> {
     let mut segments = Vec::new();
     let mut temps = Vec::new();
     for name in fs.list(dir)? {
@@ -124,11 +99,7 @@ fn list_segments(
             Entry::Segment(seqno) => segments.push(seqno),
             Entry::Temp => temps.push(name),
             Entry::Lock => {}
-            Entry::Foreign => {
-                return Err(WalError::ForeignFile {
-                    path: dir.join(name),
-                })
-            }
+            Entry::Foreign => return Err(WalError::ForeignFile { path: dir.join(name) }),
         }
     }
     for name in &temps {
@@ -151,10 +122,7 @@ fn remove_obsolete(
 ) -> Result<(), WalError> {
     // Segment i holds seqnos [segments[i], segments[i + 1]); it is obsolete when all of
     // them are persisted elsewhere. The last segment is never obsolete.
-    let obsolete = segments
-        .windows(2)
-        .take_while(|pair| pair[1] <= persisted.saturating_add(1))
-        .count();
+    let obsolete = segments.windows(2).take_while(|pair| pair[1] <= persisted.saturating_add(1)).count();
     for &seqno in &segments[..obsolete] {
         fs.remove(&segment_path(dir, seqno))?;
     }
@@ -180,12 +148,7 @@ impl From<WalError> for SegmentFailure {
 }
 
 fn damaged(offset: u64, reason: String, next_seqno: u64) -> SegmentFailure {
-    SegmentFailure::Damaged(Damage {
-        segment_index: 0,
-        offset,
-        reason,
-        next_seqno,
-    })
+    SegmentFailure::Damaged(Damage { segment_index: 0, offset, reason, next_seqno })
 }
 
 /// Reads one segment, pushing its batches; returns the seqno after its last record.
@@ -206,27 +169,17 @@ fn read_segment(
     let resume = expected.unwrap_or(first_seqno);
     let header_damage = match decode_segment_header(&bytes) {
         Ok(seqno) if seqno == first_seqno => None,
-        Ok(seqno) => Some(format!(
-            "header says first seqno {seqno}, the name says {first_seqno}"
-        )),
-        Err(HeaderError::BadMagic) => {
-            return Err(SegmentFailure::Fatal(WalError::BadMagic { path }))
-        }
+        Ok(seqno) => Some(format!("header says first seqno {seqno}, the name says {first_seqno}")),
+        Err(HeaderError::BadMagic) => return Err(SegmentFailure::Fatal(WalError::BadMagic { path })),
         Err(HeaderError::Version(version)) => {
-            return Err(SegmentFailure::Fatal(WalError::UnsupportedVersion {
-                path,
-                version,
-            }))
+            return Err(SegmentFailure::Fatal(WalError::UnsupportedVersion { path, version }))
         }
-        Err(HeaderError::Short(len)) => {
-            Some(format!("segment of {len} bytes has no complete header"))
-        }
+        Err(HeaderError::Short(len)) => Some(format!("segment of {len} bytes has no complete header")),
         Err(HeaderError::Checksum) => Some("segment header checksum mismatch".to_string()),
     };
     let header_damage = header_damage.or_else(|| {
-        (resume != first_seqno).then(|| {
-            format!("segment starts at seqno {first_seqno}, the previous one ends at {resume}")
-        })
+        (resume != first_seqno)
+            .then(|| format!("segment starts at seqno {first_seqno}, the previous one ends at {resume}"))
     });
     if let Some(reason) = header_damage {
         return Err(damaged(0, reason, resume));
@@ -237,18 +190,12 @@ fn read_segment(
     while offset < bytes.len() {
         let bad = match decode_record(&bytes[offset..]) {
             Ok(record) if record.first_seqno != next => {
-                format!(
-                    "record carries seqno {}, expected {next}",
-                    record.first_seqno
-                )
+                format!("record carries seqno {}, expected {next}", record.first_seqno)
             }
             Ok(record) => match Batch::decode(record.body, record.count) {
                 Ok(batch) => {
                     if next + u64::from(record.count) > persisted.saturating_add(1) {
-                        batches.push(RecoveredBatch {
-                            first_seqno: next,
-                            batch,
-                        });
+                        batches.push(RecoveredBatch { first_seqno: next, batch });
                     }
                     report.events += u64::from(record.count);
                     next += u64::from(record.count);

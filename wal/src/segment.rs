@@ -65,11 +65,7 @@ fn is_seqno(stem: &str) -> bool {
 
 /// Creates the segment `first_seqno` durably (see the module doc) and returns it open for
 /// appending, positioned after its header.
-pub fn create_segment(
-    fs: &dyn FileSystem,
-    dir: &Path,
-    first_seqno: u64,
-) -> Result<Box<dyn File>, WalError> {
+pub fn create_segment(fs: &dyn FileSystem, dir: &Path, first_seqno: u64) -> Result<Box<dyn File>, WalError> {
     let path = dir.join(segment_name(first_seqno));
     let temp = dir.join(format!("{first_seqno:020}{TEMP_SUFFIX}"));
     let file = fs.create(&temp)?;

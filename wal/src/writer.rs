@@ -57,9 +57,7 @@ impl Sink for SegmentWriter {
             seal(record);
             self.next_seqno = end_seqno(record);
         }
-        self.counters
-            .records
-            .fetch_add(records.len() as u64, Ordering::Relaxed);
+        self.counters.records.fetch_add(records.len() as u64, Ordering::Relaxed);
         match records {
             [] => {}
             // One record needs no coalescing copy.
@@ -91,9 +89,7 @@ impl SegmentWriter {
         self.dirty = true;
         self.file.append(bytes)?;
         self.len += bytes.len() as u64;
-        self.counters
-            .bytes
-            .fetch_add(bytes.len() as u64, Ordering::Relaxed);
+        self.counters.bytes.fetch_add(bytes.len() as u64, Ordering::Relaxed);
         self.counters.groups.fetch_add(1, Ordering::Relaxed);
         Ok(())
     }

@@ -18,13 +18,9 @@ use strata_wal::loom_model::{Model, Recorder};
 fn check_returned(recorder: &Mutex<Recorder>, seqno: u64, sync: bool) {
     let rec = recorder.lock().unwrap();
     let position = rec.written.iter().position(|&s| s == seqno);
-    let position =
-        position.unwrap_or_else(|| panic!("seqno {seqno} acknowledged before it was written"));
+    let position = position.unwrap_or_else(|| panic!("seqno {seqno} acknowledged before it was written"));
     if sync {
-        assert!(
-            position < rec.synced,
-            "seqno {seqno} acknowledged as synced before the fsync covered it"
-        );
+        assert!(position < rec.synced, "seqno {seqno} acknowledged as synced before the fsync covered it");
     }
 }
 
@@ -49,11 +45,7 @@ fn every_caller_returns_only_once_durable_as_asked() {
         seqnos.sort_unstable();
         assert_eq!(seqnos, vec![1, 2, 3]);
         let rec = recorder.lock().unwrap();
-        assert_eq!(
-            rec.written,
-            vec![1, 2, 3],
-            "records written out of seqno order"
-        );
+        assert_eq!(rec.written, vec![1, 2, 3], "records written out of seqno order");
         assert!(rec.groups <= 3);
     });
 }
@@ -61,10 +53,7 @@ fn every_caller_returns_only_once_durable_as_asked() {
 #[test]
 fn a_failed_group_fails_its_callers_and_all_later_ones() {
     loom::model(|| {
-        let recorder = Arc::new(Mutex::new(Recorder {
-            fail_group: Some(0),
-            ..Recorder::default()
-        }));
+        let recorder = Arc::new(Mutex::new(Recorder { fail_group: Some(0), ..Recorder::default() }));
         let model = Arc::new(Model::new(recorder.clone()));
         let handles: Vec<_> = [true, true]
             .into_iter()
@@ -77,10 +66,7 @@ fn a_failed_group_fails_its_callers_and_all_later_ones() {
         // The first group failed: whoever was in it failed, and nothing after it succeeds,
         // so no result is Ok at all.
         assert!(results.iter().all(|r| r.is_err()), "{results:?}");
-        assert!(
-            model.append(false).is_err(),
-            "poisoned log accepted a write"
-        );
+        assert!(model.append(false).is_err(), "poisoned log accepted a write");
         assert!(recorder.lock().unwrap().written.is_empty());
     });
 }

@@ -42,11 +42,7 @@ fn appended_batches_come_back_in_order_after_reopen() {
     wal.close().unwrap();
 
     let (wal, recovery) = open(&fs, WalOptions::default()).unwrap();
-    let got: Vec<_> = recovery
-        .batches
-        .iter()
-        .map(|b| (b.first_seqno, b.batch.clone()))
-        .collect();
+    let got: Vec<_> = recovery.batches.iter().map(|b| (b.first_seqno, b.batch.clone())).collect();
     assert_eq!(got, vec![(1, batch(1, 3)), (4, batch(2, 2))]);
     assert_eq!(recovery.report.events, 5);
     assert_eq!(wal.append(&batch(3, 1), true).unwrap(), 6);
@@ -68,10 +64,7 @@ fn only_synced_batches_survive_a_crash() {
 #[test]
 fn segments_rotate_at_the_size_limit_and_release_removes_persisted_ones() {
     let fs = SimFs::new();
-    let options = WalOptions {
-        segment_bytes: 300,
-        ..WalOptions::default()
-    };
+    let options = WalOptions { segment_bytes: 300, ..WalOptions::default() };
     let (wal, _) = open(&fs, options.clone()).unwrap();
     for tag in 0..20 {
         wal.append(&batch(tag, 2), tag % 3 == 0).unwrap();
@@ -167,10 +160,7 @@ fn mid_log_corruption_is_an_error_naming_segment_and_offset() {
 #[test]
 fn point_in_time_recovery_stops_before_the_damage_and_says_so() {
     let fs = log_with_damaged_first_record();
-    let options = WalOptions {
-        recovery: RecoveryMode::PointInTime,
-        ..WalOptions::default()
-    };
+    let options = WalOptions { recovery: RecoveryMode::PointInTime, ..WalOptions::default() };
     let (wal, recovery) = open(&fs, options.clone()).unwrap();
     assert!(recovery.batches.is_empty());
     let stopped = recovery.report.stopped_early.clone().unwrap();
@@ -186,10 +176,7 @@ fn point_in_time_recovery_stops_before_the_damage_and_says_so() {
 #[test]
 fn damage_in_an_earlier_segment_is_never_taken_for_a_torn_tail() {
     let fs = SimFs::new();
-    let options = WalOptions {
-        segment_bytes: 200,
-        ..WalOptions::default()
-    };
+    let options = WalOptions { segment_bytes: 200, ..WalOptions::default() };
     let (wal, _) = open(&fs, options.clone()).unwrap();
     for tag in 1..=10 {
         wal.append(&batch(tag, 2), false).unwrap();
@@ -197,10 +184,7 @@ fn damage_in_an_earlier_segment_is_never_taken_for_a_torn_tail() {
     wal.close().unwrap();
     let len = fs.contents(&seg(1)).unwrap().len() as u64;
     fs.flip_bit(&seg(1), len - 1, 0).unwrap();
-    assert!(matches!(
-        open(&fs, options),
-        Err(WalError::Corruption { .. })
-    ));
+    assert!(matches!(open(&fs, options), Err(WalError::Corruption { .. })));
 }
 
 #[test]
@@ -218,9 +202,7 @@ fn foreign_files_bad_magic_and_unknown_versions_are_refused() {
     fs.remove(&seg(1)).unwrap();
     header[0] = b'X';
     fs.create(&seg(1)).unwrap().append(&header).unwrap();
-    assert!(
-        matches!(open(&fs, WalOptions::default()), Err(WalError::BadMagic { path }) if path == seg(1))
-    );
+    assert!(matches!(open(&fs, WalOptions::default()), Err(WalError::BadMagic { path }) if path == seg(1)));
 
     fs.remove(&seg(1)).unwrap();
     header[0] = b'S';
@@ -228,10 +210,7 @@ fn foreign_files_bad_magic_and_unknown_versions_are_refused() {
     let checksum = xxhash_rust_checksum(&header[..24]);
     header[24..32].copy_from_slice(&checksum.to_le_bytes());
     fs.create(&seg(1)).unwrap().append(&header).unwrap();
-    assert!(matches!(
-        open(&fs, WalOptions::default()),
-        Err(WalError::UnsupportedVersion { version: 7, .. })
-    ));
+    assert!(matches!(open(&fs, WalOptions::default()), Err(WalError::UnsupportedVersion { version: 7, .. })));
 }
 
 /// xxh3 of the header, recomputed here so that the test forges a header with a valid
@@ -262,49 +241,21 @@ fn a_locked_directory_cannot_be_opened_twice() {
 fn empty_and_oversized_batches_are_refused_and_write_nothing() {
     let fs = SimFs::new();
     let (wal, _) = open(&fs, WalOptions::default()).unwrap();
-    assert!(matches!(
-        wal.append(&Batch::new(), true),
-        Err(WalError::EmptyBatch)
-    ));
+    assert!(matches!(wal.append(&Batch::new(), true), Err(WalError::EmptyBatch)));
     let mut huge = Batch::new();
     huge.put(1, 1, &vec![7u8; strata_wal::MAX_BATCH_BYTES]);
-    assert!(matches!(
-        wal.append(&huge, true),
-        Err(WalError::BatchTooLarge { .. })
-    ));
+    assert!(matches!(wal.append(&huge, true), Err(WalError::BatchTooLarge { .. })));
     assert_eq!(wal.stats().records, 0);
-    assert_eq!(
-        wal.append(&batch(1, 1), true).unwrap(),
-        1,
-        "refused batches must not use seqnos"
-    );
+    assert_eq!(wal.append(&batch(1, 1), true).unwrap(), 1, "refused batches must not use seqnos");
 }
 
 #[test]
 fn invalid_options_are_refused() {
     let fs = SimFs::new();
-    let options = WalOptions {
-        segment_bytes: 10,
-        ..WalOptions::default()
-    };
-    assert!(matches!(
-        open(&fs, options),
-        Err(WalError::InvalidOption {
-            name: "segment_bytes",
-            ..
-        })
-    ));
-    let options = WalOptions {
-        sync_interval: Some(Duration::ZERO),
-        ..WalOptions::default()
-    };
-    assert!(matches!(
-        open(&fs, options),
-        Err(WalError::InvalidOption {
-            name: "sync_interval",
-            ..
-        })
-    ));
+    let options = WalOptions { segment_bytes: 10, ..WalOptions::default() };
+    assert!(matches!(open(&fs, options), Err(WalError::InvalidOption { name: "segment_bytes", .. })));
+    let options = WalOptions { sync_interval: Some(Duration::ZERO), ..WalOptions::default() };
+    assert!(matches!(open(&fs, options), Err(WalError::InvalidOption { name: "sync_interval", .. })));
 }
 
 #[test]
@@ -313,17 +264,12 @@ fn a_failed_fsync_poisons_the_log_until_reopen() {
     let faulty = Arc::new(FaultFs::new(Arc::new(sim.clone()), 0x5eed));
     let (wal, _) = Wal::open(faulty.clone(), DIR, WalOptions::default(), 0).unwrap();
     wal.append(&batch(1, 1), true).unwrap();
-    faulty.add_rule(
-        FaultRule::new(When::Always, FaultAction::Fail(FsErrorKind::Io)).on_op(OpKind::SyncData),
-    );
+    faulty.add_rule(FaultRule::new(When::Always, FaultAction::Fail(FsErrorKind::Io)).on_op(OpKind::SyncData));
     let err = wal.append(&batch(2, 1), true).unwrap_err();
     assert!(err.to_string().contains("seed 0x5eed"), "{err}");
     faulty.clear_rules();
     // The fsync is not retried and trusted: every later call fails, sync or not.
-    assert!(matches!(
-        wal.append(&batch(3, 1), false),
-        Err(WalError::Poisoned { .. })
-    ));
+    assert!(matches!(wal.append(&batch(3, 1), false), Err(WalError::Poisoned { .. })));
     assert!(matches!(wal.sync(), Err(WalError::Poisoned { .. })));
     assert!(wal.poisoned().is_some());
     drop(wal);
@@ -336,18 +282,12 @@ fn a_failed_fsync_poisons_the_log_until_reopen() {
 #[test]
 fn the_background_syncer_bounds_what_unsynced_writes_can_lose() {
     let fs = SimFs::new();
-    let options = WalOptions {
-        sync_interval: Some(Duration::from_millis(5)),
-        ..WalOptions::default()
-    };
+    let options = WalOptions { sync_interval: Some(Duration::from_millis(5)), ..WalOptions::default() };
     let (wal, _) = open(&fs, options).unwrap();
     wal.append(&batch(1, 1), false).unwrap();
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     while wal.stats().syncs == 0 {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "background sync never ran"
-        );
+        assert!(std::time::Instant::now() < deadline, "background sync never ran");
         std::thread::sleep(Duration::from_millis(5));
     }
     fs.crash(CrashMode::DurableOnly);

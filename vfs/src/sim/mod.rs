@@ -158,9 +158,7 @@ fn reachable(durable: &BTreeMap<PathBuf, Entry>) -> BTreeMap<PathBuf, Entry> {
     let mut kept = BTreeMap::new();
     // Parents sort before their children, so one ordered pass sees each parent first.
     for (path, entry) in durable {
-        let parent_kept = path
-            .parent()
-            .is_none_or(|parent| kept.get(parent) == Some(&Entry::Dir));
+        let parent_kept = path.parent().is_none_or(|parent| kept.get(parent) == Some(&Entry::Dir));
         if parent_kept {
             kept.insert(path.clone(), *entry);
         }
@@ -227,12 +225,7 @@ impl State {
     fn require_parent(&self, op: OpKind, path: &Path) -> Result<()> {
         match path.parent() {
             Some(parent) if self.is_dir(parent) => Ok(()),
-            _ => Err(error(
-                op,
-                path,
-                FsErrorKind::NotFound,
-                "parent directory does not exist",
-            )),
+            _ => Err(error(op, path, FsErrorKind::NotFound, "parent directory does not exist")),
         }
     }
 
@@ -266,21 +259,14 @@ impl State {
     fn rename(&mut self, from: &Path, to: &Path) -> Result<()> {
         let op = OpKind::Rename;
         let target = || format!("to {}", to.display());
-        let ino = self
-            .file_ino(op, from)
-            .map_err(|e| e.with_detail(target()))?;
+        let ino = self.file_ino(op, from).map_err(|e| e.with_detail(target()))?;
         let target_parent_ok = to.parent().is_some_and(|parent| self.is_dir(parent));
         if !target_parent_ok {
             let detail = format!("the directory of {} does not exist", to.display());
             return Err(error(op, from, FsErrorKind::NotFound, detail));
         }
         if self.is_dir(to) {
-            return Err(error(
-                op,
-                from,
-                FsErrorKind::Io,
-                format!("{} is a directory", target()),
-            ));
+            return Err(error(op, from, FsErrorKind::Io, format!("{} is a directory", target())));
         }
         if from != to {
             self.put(Ns::Current, to.to_path_buf(), Entry::File(ino));
@@ -296,21 +282,11 @@ impl State {
                 Some(Entry::Dir) => break,
                 Some(Entry::File(_)) => {
                     let detail = format!("{} is a file", dir.display());
-                    return Err(error(
-                        OpKind::CreateDir,
-                        path,
-                        FsErrorKind::AlreadyExists,
-                        detail,
-                    ));
+                    return Err(error(OpKind::CreateDir, path, FsErrorKind::AlreadyExists, detail));
                 }
                 // Only a relative path runs out of ancestors without meeting the root.
                 None if dir.as_os_str().is_empty() => {
-                    return Err(error(
-                        OpKind::CreateDir,
-                        path,
-                        FsErrorKind::NotFound,
-                        "relative path",
-                    ));
+                    return Err(error(OpKind::CreateDir, path, FsErrorKind::NotFound, "relative path"));
                 }
                 None => missing.push(dir.to_path_buf()),
             }
@@ -363,9 +339,7 @@ impl State {
     }
 
     fn durably_reachable(&self, path: &Path) -> bool {
-        path.ancestors()
-            .skip(1)
-            .all(|dir| self.durable.get(dir) == Some(&Entry::Dir))
+        path.ancestors().skip(1).all(|dir| self.durable.get(dir) == Some(&Entry::Dir))
     }
 
     fn crash(&mut self, mode: CrashMode) {
@@ -384,12 +358,7 @@ impl State {
             };
             let inode = inodes.entry(ino).or_insert_with(|| {
                 let bytes = old.after_crash(mode, &mut rng);
-                Inode {
-                    current: bytes.clone(),
-                    stable: bytes.len(),
-                    durable: bytes,
-                    refs: 0,
-                }
+                Inode { current: bytes.clone(), stable: bytes.len(), durable: bytes, refs: 0 }
             });
             // One reference from each namespace; there are no open handles after a crash.
             inode.refs += 2;
@@ -421,9 +390,7 @@ impl Default for SimFs {
 impl SimFs {
     /// An empty disk whose root directory `/` exists and is durable.
     pub fn new() -> SimFs {
-        SimFs {
-            state: Arc::new(Mutex::new(State::new())),
-        }
+        SimFs { state: Arc::new(Mutex::new(State::new())) }
     }
 
     /// Simulates a power loss in place: only durable names and synced bytes survive (plus a
@@ -456,10 +423,7 @@ impl SimFs {
 
     /// The current contents of a file, if it exists.
     pub fn contents(&self, path: &Path) -> Option<Vec<u8>> {
-        self.state
-            .lock()
-            .inode(path)
-            .map(|inode| inode.current.clone())
+        self.state.lock().inode(path).map(|inode| inode.current.clone())
     }
 
     /// The bytes that would survive [`CrashMode::DurableOnly`] under this name: the name and
@@ -478,10 +442,7 @@ impl SimFs {
     /// Every current file path (not directories), sorted.
     pub fn paths(&self) -> Vec<PathBuf> {
         let state = self.state.lock();
-        let files = state
-            .current
-            .iter()
-            .filter(|(_, entry)| matches!(entry, Entry::File(_)));
+        let files = state.current.iter().filter(|(_, entry)| matches!(entry, Entry::File(_)));
         files.map(|(path, _)| path.clone()).collect()
     }
 
@@ -593,12 +554,7 @@ impl SimFile {
         }
         match state.inodes.get_mut(&self.ino) {
             Some(inode) => f(inode),
-            None => Err(error(
-                op,
-                &self.path,
-                FsErrorKind::Io,
-                "inode vanished while open",
-            )),
+            None => Err(error(op, &self.path, FsErrorKind::Io, "inode vanished while open")),
         }
     }
 }
@@ -628,17 +584,9 @@ impl File for SimFile {
     fn read_at(&self, offset: u64, buf: &mut [u8]) -> Result<()> {
         self.with_inode(OpKind::ReadAt, |inode| {
             inode.read_at(offset, buf).ok_or_else(|| {
-                let detail = format!(
-                    "offset {offset}, {} bytes, file is {} bytes",
-                    buf.len(),
-                    inode.current.len()
-                );
-                error(
-                    OpKind::ReadAt,
-                    &self.path,
-                    FsErrorKind::UnexpectedEof,
-                    detail,
-                )
+                let detail =
+                    format!("offset {offset}, {} bytes, file is {} bytes", buf.len(), inode.current.len());
+                error(OpKind::ReadAt, &self.path, FsErrorKind::UnexpectedEof, detail)
             })
         })
     }
@@ -657,12 +605,7 @@ impl File for SimFile {
     fn truncate(&self, len: u64) -> Result<()> {
         self.with_inode(OpKind::Truncate, |inode| {
             let len = usize::try_from(len).map_err(|_| {
-                error(
-                    OpKind::Truncate,
-                    &self.path,
-                    FsErrorKind::NoSpace,
-                    format!("to {len} bytes"),
-                )
+                error(OpKind::Truncate, &self.path, FsErrorKind::NoSpace, format!("to {len} bytes"))
             })?;
             inode.truncate(len);
             Ok(())
@@ -671,402 +614,4 @@ impl File for SimFile {
 }
 
 #[cfg(test)]
-mod tests {
-    use proptest::prelude::*;
-
-    use super::*;
-    use crate::read_all;
-
-    fn p(path: &str) -> PathBuf {
-        PathBuf::from(path)
-    }
-
-    /// A disk with a durable, empty `/db`.
-    fn disk() -> SimFs {
-        let fs = SimFs::new();
-        fs.create_dir(&p("/db")).unwrap();
-        fs.sync_dir(&p("/")).unwrap();
-        fs
-    }
-
-    /// Creates `/db/<name>` with `data` synced and its name durable.
-    fn durable_file(fs: &SimFs, name: &str, data: &[u8]) -> Box<dyn File> {
-        let f = fs.create(&p("/db").join(name)).unwrap();
-        f.append(data).unwrap();
-        f.sync_data().unwrap();
-        fs.sync_dir(&p("/db")).unwrap();
-        f
-    }
-
-    #[test]
-    fn unsynced_append_is_lost_and_synced_append_kept() {
-        let fs = disk();
-        let f = durable_file(&fs, "a", b"kept");
-        f.append(b" lost").unwrap();
-        assert_eq!(fs.contents(&p("/db/a")).unwrap(), b"kept lost");
-        assert_eq!(fs.durable_contents(&p("/db/a")).unwrap(), b"kept");
-        fs.crash(CrashMode::DurableOnly);
-        assert_eq!(fs.contents(&p("/db/a")).unwrap(), b"kept");
-        let f = fs.open(&p("/db/a")).unwrap();
-        assert_eq!(read_all(f.as_ref()).unwrap(), b"kept");
-        f.append(b"!").unwrap();
-        f.sync_data().unwrap();
-        fs.crash(CrashMode::DurableOnly);
-        assert_eq!(fs.contents(&p("/db/a")).unwrap(), b"kept!");
-    }
-
-    #[test]
-    fn created_file_vanishes_without_dir_sync_even_if_data_synced() {
-        let fs = disk();
-        let f = fs.create(&p("/db/new")).unwrap();
-        f.append(b"data").unwrap();
-        f.sync_data().unwrap();
-        assert_eq!(fs.durable_contents(&p("/db/new")), None);
-        fs.crash(CrashMode::DurableOnly);
-        assert_eq!(fs.contents(&p("/db/new")), None);
-        assert!(fs.list(&p("/db")).unwrap().is_empty());
-    }
-
-    #[test]
-    fn rename_is_durable_only_after_sync_dir() {
-        let fs = disk();
-        durable_file(&fs, "x.tmp", b"x");
-        fs.rename(&p("/db/x.tmp"), &p("/db/x")).unwrap();
-        assert_eq!(fs.paths(), vec![p("/db/x")]);
-        fs.crash(CrashMode::DurableOnly);
-        assert_eq!(fs.paths(), vec![p("/db/x.tmp")], "the old name comes back");
-
-        fs.rename(&p("/db/x.tmp"), &p("/db/x")).unwrap();
-        fs.sync_dir(&p("/db")).unwrap();
-        fs.crash(CrashMode::DurableOnly);
-        assert_eq!(fs.paths(), vec![p("/db/x")]);
-        assert_eq!(fs.contents(&p("/db/x")).unwrap(), b"x");
-    }
-
-    #[test]
-    fn rename_replaces_target_and_between_dirs_needs_both_synced() {
-        let fs = disk();
-        fs.create_dir(&p("/other")).unwrap();
-        fs.sync_dir(&p("/")).unwrap();
-        durable_file(&fs, "a", b"new");
-        durable_file(&fs, "b", b"old");
-        fs.rename(&p("/db/a"), &p("/db/b")).unwrap();
-        assert_eq!(fs.contents(&p("/db/b")).unwrap(), b"new");
-        assert_eq!(
-            fs.open(&p("/db/a")).unwrap_err().kind,
-            FsErrorKind::NotFound
-        );
-        fs.sync_dir(&p("/db")).unwrap();
-
-        fs.rename(&p("/db/b"), &p("/other/b")).unwrap();
-        fs.sync_dir(&p("/other")).unwrap();
-        assert_eq!(fs.durable_contents(&p("/other/b")).unwrap(), b"new");
-        assert_eq!(
-            fs.durable_contents(&p("/db/b")).unwrap(),
-            b"new",
-            "source dir not synced yet"
-        );
-        fs.sync_dir(&p("/db")).unwrap();
-        fs.crash(CrashMode::DurableOnly);
-        assert_eq!(fs.paths(), vec![p("/other/b")]);
-        let err = fs.rename(&p("/db/missing"), &p("/db/c")).unwrap_err();
-        assert_eq!(err.kind, FsErrorKind::NotFound);
-        let err = fs.rename(&p("/other/b"), &p("/nodir/c")).unwrap_err();
-        assert_eq!(err.kind, FsErrorKind::NotFound);
-    }
-
-    #[test]
-    fn remove_is_durable_only_after_sync_dir() {
-        let fs = disk();
-        durable_file(&fs, "gone", b"bytes");
-        fs.remove(&p("/db/gone")).unwrap();
-        assert!(fs.paths().is_empty());
-        assert_eq!(
-            fs.remove(&p("/db/gone")).unwrap_err().kind,
-            FsErrorKind::NotFound
-        );
-        fs.crash(CrashMode::DurableOnly);
-        assert_eq!(
-            fs.contents(&p("/db/gone")).unwrap(),
-            b"bytes",
-            "remove was not synced"
-        );
-        fs.remove(&p("/db/gone")).unwrap();
-        fs.sync_dir(&p("/db")).unwrap();
-        fs.crash(CrashMode::DurableOnly);
-        assert!(fs.paths().is_empty());
-    }
-
-    #[test]
-    fn removed_file_keeps_working_through_open_handle() {
-        let fs = disk();
-        let f = durable_file(&fs, "f", b"abc");
-        fs.remove(&p("/db/f")).unwrap();
-        f.append(b"def").unwrap();
-        assert_eq!(read_all(f.as_ref()).unwrap(), b"abcdef");
-        fs.create(&p("/db/f")).unwrap();
-        assert_eq!(fs.contents(&p("/db/f")).unwrap(), b"");
-        assert_eq!(f.len().unwrap(), 6);
-    }
-
-    #[test]
-    fn torn_tail_keeps_a_prefix_of_the_unsynced_bytes() {
-        let written: Vec<u8> = (0..200u8).collect();
-        let mut middle = 0;
-        for seed in 0..200 {
-            let fs = disk();
-            let f = durable_file(&fs, "log", &written[..50]);
-            f.append(&written[50..]).unwrap();
-            fs.crash(CrashMode::TornTail { seed });
-            let after = fs.contents(&p("/db/log")).unwrap();
-            assert!(
-                (50..=200).contains(&after.len()),
-                "seed {seed}: {} bytes",
-                after.len()
-            );
-            assert_eq!(after[..], written[..after.len()], "seed {seed}");
-            if after.len() > 50 && after.len() < 200 {
-                middle += 1;
-            }
-        }
-        assert!(middle > 100, "only {middle} seeds tore in the middle");
-    }
-
-    #[test]
-    fn torn_tail_is_reproducible_and_keeps_durable_bytes_after_unsynced_truncate() {
-        let run = |seed| {
-            let fs = disk();
-            let f = durable_file(&fs, "log", b"0123456789");
-            f.append(&[7; 300]).unwrap();
-            fs.crash(CrashMode::TornTail { seed });
-            fs.contents(&p("/db/log")).unwrap()
-        };
-        assert_eq!(run(42), run(42));
-        let fs = disk();
-        let f = durable_file(&fs, "log", b"0123456789");
-        f.truncate(3).unwrap();
-        fs.crash(CrashMode::TornTail { seed: 1 });
-        assert_eq!(fs.contents(&p("/db/log")).unwrap(), b"0123456789");
-    }
-
-    #[test]
-    fn garbage_tail_keeps_durable_bytes_as_prefix() {
-        let mut grew = 0;
-        for seed in 0..50 {
-            let fs = disk();
-            let f = durable_file(&fs, "log", b"durable");
-            f.append(b"unsynced").unwrap();
-            durable_file(&fs, "clean", b"synced");
-            fs.crash(CrashMode::GarbageTail { seed });
-            let after = fs.contents(&p("/db/log")).unwrap();
-            assert!(
-                after.starts_with(b"durable") && after.len() <= 7 + 4096,
-                "seed {seed}"
-            );
-            grew += usize::from(after.len() > 7);
-            assert_eq!(
-                fs.contents(&p("/db/clean")).unwrap(),
-                b"synced",
-                "no unsynced appends"
-            );
-        }
-        assert!(grew > 40, "only {grew} seeds added garbage");
-    }
-
-    #[test]
-    fn handles_are_stale_after_crash() {
-        let fs = disk();
-        let f = durable_file(&fs, "f", b"abc");
-        fs.crash(CrashMode::DurableOnly);
-        let mut buf = [0u8; 1];
-        let errors = [
-            f.append(b"x").unwrap_err(),
-            f.read_at(0, &mut buf).unwrap_err(),
-            f.len().unwrap_err(),
-            f.sync_data().unwrap_err(),
-            f.truncate(0).unwrap_err(),
-        ];
-        assert!(
-            errors.iter().all(|e| e.kind == FsErrorKind::StaleHandle),
-            "{errors:?}"
-        );
-        drop(f);
-        assert_eq!(
-            fs.contents(&p("/db/f")).unwrap(),
-            b"abc",
-            "dropping a stale handle is harmless"
-        );
-    }
-
-    #[test]
-    fn lock_is_exclusive_until_drop_or_crash() {
-        let fs = disk();
-        let guard = fs.lock(&p("/db/LOCK")).unwrap();
-        assert_eq!(fs.paths(), vec![p("/db/LOCK")], "the lock file is created");
-        let err = fs.lock(&p("/db/LOCK")).unwrap_err();
-        assert_eq!(err.kind, FsErrorKind::Locked);
-        assert!(err.to_string().contains("another owner"), "{err}");
-        fs.lock(&p("/db/OTHER")).unwrap();
-        drop(guard);
-        let guard = fs.lock(&p("/db/LOCK")).unwrap();
-        fs.sync_dir(&p("/db")).unwrap();
-        fs.crash(CrashMode::DurableOnly);
-        let _after = fs.lock(&p("/db/LOCK")).unwrap();
-        drop(guard);
-        assert_eq!(
-            fs.lock(&p("/db/LOCK")).unwrap_err().kind,
-            FsErrorKind::Locked,
-            "stale guard"
-        );
-        assert_eq!(
-            fs.lock(&p("/nodir/LOCK")).unwrap_err().kind,
-            FsErrorKind::NotFound
-        );
-    }
-
-    #[test]
-    fn flip_bit_changes_current_and_durable_bytes() {
-        let fs = disk();
-        let f = durable_file(&fs, "f", &[0u8; 4]);
-        f.append(&[0u8; 2]).unwrap();
-        fs.flip_bit(&p("/db/f"), 1, 3).unwrap();
-        fs.flip_bit(&p("/db/f"), 5, 0).unwrap();
-        assert_eq!(fs.contents(&p("/db/f")).unwrap(), [0, 8, 0, 0, 0, 1]);
-        assert_eq!(fs.durable_contents(&p("/db/f")).unwrap(), [0, 8, 0, 0]);
-        f.sync_data().unwrap();
-        assert_eq!(
-            fs.durable_contents(&p("/db/f")).unwrap(),
-            [0, 8, 0, 0, 0, 1]
-        );
-        let eof = fs.flip_bit(&p("/db/f"), 6, 0).unwrap_err();
-        assert_eq!(eof.kind, FsErrorKind::UnexpectedEof);
-        assert_eq!(
-            fs.flip_bit(&p("/db/no"), 0, 0).unwrap_err().kind,
-            FsErrorKind::NotFound
-        );
-        assert!(fs.flip_bit(&p("/db/f"), 0, 8).is_err());
-    }
-
-    #[test]
-    fn list_is_sorted_with_dirs_and_errors_are_typed() {
-        let fs = disk();
-        fs.create(&p("/db/b")).unwrap();
-        fs.create_dir(&p("/db/c/deep")).unwrap();
-        fs.create(&p("/db/a")).unwrap();
-        fs.create(&p("/db/c/inner")).unwrap();
-        assert_eq!(fs.list(&p("/db")).unwrap(), ["a", "b", "c"]);
-        assert_eq!(fs.list(&p("/db/c")).unwrap(), ["deep", "inner"]);
-        assert_eq!(fs.list(&p("/")).unwrap(), ["db"]);
-        assert_eq!(
-            fs.list(&p("/nope")).unwrap_err().kind,
-            FsErrorKind::NotFound
-        );
-        assert_eq!(
-            fs.create(&p("/db/a")).unwrap_err().kind,
-            FsErrorKind::AlreadyExists
-        );
-        assert_eq!(
-            fs.create(&p("/nope/a")).unwrap_err().kind,
-            FsErrorKind::NotFound
-        );
-        assert_eq!(
-            fs.open(&p("/db/zz")).unwrap_err().kind,
-            FsErrorKind::NotFound
-        );
-        fs.create_dir(&p("/db/c")).unwrap();
-        assert_eq!(fs.paths(), [p("/db/a"), p("/db/b"), p("/db/c/inner")]);
-    }
-
-    #[test]
-    fn read_past_end_is_unexpected_eof_naming_offset_and_length() {
-        let fs = disk();
-        let f = durable_file(&fs, "f", b"abcdef");
-        let mut buf = [0u8; 4];
-        f.read_at(2, &mut buf).unwrap();
-        assert_eq!(&buf, b"cdef");
-        let err = f.read_at(3, &mut buf).unwrap_err();
-        assert_eq!(err.kind, FsErrorKind::UnexpectedEof);
-        assert!(
-            err.detail().contains("offset 3") && err.detail().contains("4 bytes"),
-            "{err}"
-        );
-        f.truncate(8).unwrap();
-        f.read_at(4, &mut buf).unwrap();
-        assert_eq!(&buf, b"ef\0\0", "growing truncate fills with zeros");
-    }
-
-    #[test]
-    fn nested_dir_vanishes_with_its_files_unless_its_parent_was_synced() {
-        let fs = disk();
-        fs.create_dir(&p("/db/a/b")).unwrap();
-        let f = fs.create(&p("/db/a/b/f")).unwrap();
-        f.append(b"x").unwrap();
-        f.sync_data().unwrap();
-        fs.sync_dir(&p("/db/a/b")).unwrap();
-        fs.sync_dir(&p("/db/a")).unwrap();
-        assert_eq!(
-            fs.durable_contents(&p("/db/a/b/f")),
-            None,
-            "/db/a is not durable in /db"
-        );
-        fs.crash(CrashMode::DurableOnly);
-        assert!(fs.paths().is_empty());
-        assert_eq!(
-            fs.list(&p("/db/a")).unwrap_err().kind,
-            FsErrorKind::NotFound
-        );
-
-        fs.create_dir(&p("/db/a/b")).unwrap();
-        durable_file(&fs, "a/b/f", b"y");
-        fs.sync_dir(&p("/db/a/b")).unwrap();
-        fs.sync_dir(&p("/db/a")).unwrap();
-        fs.sync_dir(&p("/db")).unwrap();
-        fs.crash(CrashMode::DurableOnly);
-        assert_eq!(fs.contents(&p("/db/a/b/f")).unwrap(), b"y");
-    }
-
-    #[derive(Clone, Debug)]
-    enum Op {
-        Append(Vec<u8>),
-        Sync,
-        Truncate(usize),
-    }
-
-    fn op() -> impl Strategy<Value = Op> {
-        prop_oneof![
-            3 => prop::collection::vec(any::<u8>(), 0..40).prop_map(Op::Append),
-            1 => Just(Op::Sync),
-            1 => (0usize..100).prop_map(Op::Truncate),
-        ]
-    }
-
-    proptest! {
-        #[test]
-        fn crash_keeps_exactly_the_synced_bytes(ops in prop::collection::vec(op(), 0..40)) {
-            let fs = disk();
-            let f = durable_file(&fs, "f", b"");
-            let (mut current, mut durable) = (Vec::new(), Vec::new());
-            for op in ops {
-                match op {
-                    Op::Append(data) => {
-                        f.append(&data).unwrap();
-                        current.extend_from_slice(&data);
-                    }
-                    Op::Sync => {
-                        f.sync_data().unwrap();
-                        durable.clone_from(&current);
-                    }
-                    Op::Truncate(n) => {
-                        let len = n % (current.len() + 8);
-                        f.truncate(len as u64).unwrap();
-                        current.resize(len, 0);
-                    }
-                }
-                prop_assert_eq!(fs.contents(&p("/db/f")).unwrap(), current.clone());
-            }
-            prop_assert_eq!(fs.durable_contents(&p("/db/f")).unwrap(), durable.clone());
-            fs.crash(CrashMode::DurableOnly);
-            prop_assert_eq!(fs.contents(&p("/db/f")).unwrap(), durable);
-        }
-    }
-}
+mod tests;
