@@ -212,6 +212,12 @@ fn read_segment(
         }
         return Err(damaged(offset as u64, bad, next));
     }
+    if is_last {
+        // The tail may be bytes a crashed process handed to the OS but never synced. They
+        // must be durable before anything is written after them, or a power loss could
+        // leave a hole between them and a new segment.
+        file.sync_data().map_err(WalError::from)?;
+    }
     Ok(next)
 }
 

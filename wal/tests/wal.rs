@@ -359,3 +359,22 @@ proptest! {
         }
     }
 }
+
+/// Regression, found by the ENOSPC campaign of tests/tests/wal_crash.rs: reopening a log
+/// whose tail was handed to the OS but never synced started a new, durable segment after
+/// those bytes. A power loss then dropped them and left a hole, and the next open failed
+/// with "segment starts at seqno 3, the previous one ends at 1".
+#[test]
+fn reopen_makes_the_recovered_tail_durable_before_writing_after_it() {
+    let fs = SimFs::new();
+    let (wal, _) = open(&fs, WalOptions::default()).unwrap();
+    wal.append(&batch(1, 2), false).unwrap();
+    drop(wal); // a process crash: no close, no sync
+    let (wal, recovery) = open(&fs, WalOptions::default()).unwrap();
+    assert_eq!(recovery.batches.len(), 1);
+    drop(wal);
+    fs.crash(CrashMode::DurableOnly);
+    let (_, recovery) = open(&fs, WalOptions::default()).unwrap();
+    assert_eq!(recovery.batches.len(), 1);
+    assert_eq!(recovery.batches[0].batch, batch(1, 2));
+}
