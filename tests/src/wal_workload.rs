@@ -45,7 +45,7 @@ impl Config {
 
 /// Whether batch `index` of `writer` is appended with `sync = true` (about one in three).
 pub fn is_sync(writer: u64, index: u64) -> bool {
-    (writer + index) % 3 == 0
+    (writer + index).is_multiple_of(3)
 }
 
 /// The batch `index` of `writer`: 1 to 3 puts (and a delete now and then) whose user is the
@@ -56,10 +56,10 @@ pub fn make_batch(writer: u64, index: u64) -> Batch {
     for op in 0..ops {
         let ts = (index * 4 + op) as i64;
         let payload: Vec<u8> =
-            (0..(index % 7) * 3).map(|b| (writer * 31 + index * 7 + op + b) as u8).collect();
+            (0..(index % 7) * 3).map(|b| (writer * 31 + index * 7 + op + b).to_le_bytes()[0]).collect();
         batch.put(writer, ts, &payload);
     }
-    if index % 5 == 0 {
+    if index.is_multiple_of(5) {
         batch.delete(writer, (index * 4 + 3) as i64);
     }
     batch
@@ -123,7 +123,7 @@ pub fn run(fs: Arc<dyn FileSystem>, config: &Config) -> Outcome {
                         acks.push(Ack { writer, index, seqno, sync });
                     }
                     let releasing =
-                        writer == 0 && config.release_every > 0 && index % config.release_every == 0;
+                        writer == 0 && config.release_every > 0 && index.is_multiple_of(config.release_every);
                     if releasing && seqno > 1 {
                         // As the engine does: first record durably what is persisted, then
                         // let the WAL drop it. Everything before this batch counts as persisted.

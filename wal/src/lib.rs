@@ -33,6 +33,8 @@ pub use log::{Wal, WalStats};
 pub use record::{RECORD_HEADER_LEN, SEGMENT_HEADER_LEN, SEGMENT_MAGIC, SEGMENT_VERSION};
 pub use segment::{segment_name, LOCK_NAME};
 
+#[doc(hidden)]
+pub mod fuzzing;
 #[cfg(loom)]
 #[doc(hidden)]
 pub mod loom_model;

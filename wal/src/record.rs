@@ -103,8 +103,12 @@ pub fn decode_segment_header(bytes: &[u8]) -> Result<u64, HeaderError> {
 pub fn encode_unsealed(body: &[u8], count: u32) -> Vec<u8> {
     let mut record = Vec::with_capacity(RECORD_HEADER_LEN + body.len());
     record.extend_from_slice(&[0u8; 8]);
-    // `body.len() <= MAX_BATCH_BYTES < u32::MAX` is checked by `Batch::check_appendable`.
-    record.extend_from_slice(&(body.len() as u32).to_le_bytes());
+    // `body.len() <= MAX_BATCH_BYTES < u32::MAX` is checked by `Batch::check_appendable`
+    // before any record is encoded; the fallback can only produce a record that recovery
+    // refuses (over-long), never one that decodes to something else.
+    debug_assert!(body.len() <= MAX_BATCH_BYTES);
+    let len = u32::try_from(body.len()).unwrap_or(u32::MAX);
+    record.extend_from_slice(&len.to_le_bytes());
     record.extend_from_slice(&count.to_le_bytes());
     record.extend_from_slice(&[0u8; 8]);
     record.extend_from_slice(body);
