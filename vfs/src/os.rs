@@ -167,6 +167,40 @@ mod tests {
         assert_eq!(fs.list(dir.path()).unwrap(), vec!["sub".to_string()]);
     }
 
+    /// Not a test of its own: the body of the child process of
+    /// `lock_held_by_another_process_is_refused`, which runs this test binary filtered to
+    /// this name with `STRATA_LOCK_CHILD` set to the lock path.
+    #[test]
+    fn lock_holder_child() {
+        let Some(path) = std::env::var_os("STRATA_LOCK_CHILD") else { return };
+        let _guard = OsFs::new().lock(Path::new(&path)).unwrap();
+        println!("locked");
+        std::thread::sleep(std::time::Duration::from_secs(30));
+    }
+
+    #[test]
+    fn lock_held_by_another_process_is_refused() {
+        use std::io::BufRead;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("LOCK");
+        let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+            .args(["--exact", "os::tests::lock_holder_child", "--nocapture", "--test-threads=1"])
+            .env("STRATA_LOCK_CHILD", &path)
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let locked =
+            std::io::BufReader::new(stdout).lines().map_while(|l| l.ok()).any(|line| line.contains("locked"));
+        assert!(locked, "the child process never took the lock");
+        let err = OsFs::new().lock(&path).unwrap_err();
+        child.kill().unwrap();
+        child.wait().unwrap();
+        assert_eq!(err.kind, FsErrorKind::Locked, "{err}");
+        // The kernel releases the lock of a dead process.
+        OsFs::new().lock(&path).unwrap();
+    }
+
     #[test]
     fn second_lock_fails_until_first_is_dropped() {
         let dir = tempfile::tempdir().unwrap();
