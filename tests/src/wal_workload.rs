@@ -34,12 +34,18 @@ pub struct Config {
     pub segment_bytes: u64,
     /// Writer 0 persists and releases every this many of its batches (0: never).
     pub release_every: u64,
+    /// Background writeback interval in bytes: small, so that it runs during the workload.
+    pub bytes_per_sync: u64,
 }
 
 impl Config {
     /// The WAL options the workload runs with.
     pub fn wal_options(&self) -> WalOptions {
-        WalOptions { segment_bytes: self.segment_bytes, ..WalOptions::default() }
+        WalOptions {
+            segment_bytes: self.segment_bytes,
+            bytes_per_sync: self.bytes_per_sync,
+            ..WalOptions::default()
+        }
     }
 }
 
@@ -97,8 +103,8 @@ pub struct Outcome {
     pub persisted: u64,
 }
 
-/// Opens the WAL on `fs` and runs the workload until it completes or every writer hit an
-/// error. Errors are counted, never unwrapped: faults are the point.
+/// Opens the WAL on `fs`, runs the workload until it completes or every writer hit an
+/// error, and closes the WAL. Errors are counted, never unwrapped: faults are the point.
 pub fn run(fs: Arc<dyn FileSystem>, config: &Config) -> Outcome {
     let wal = match Wal::open(fs, DIR, config.wal_options(), 0) {
         Ok((wal, _)) => Arc::new(wal),
@@ -139,6 +145,18 @@ pub fn run(fs: Arc<dyn FileSystem>, config: &Config) -> Outcome {
         .collect();
     for thread in threads {
         if thread.join().is_err() {
+            errors.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+    // A clean close is part of the workload: it must report any failure the writers did
+    // not see (a background fsync that failed after the last append).
+    match Arc::try_unwrap(wal) {
+        Ok(wal) => {
+            if wal.close().is_err() {
+                errors.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        Err(_) => {
             errors.fetch_add(1, Ordering::Relaxed);
         }
     }

@@ -22,6 +22,7 @@ fn config() -> Config {
         batches_per_writer: env_size("STRATA_WAL_CRASH_BATCHES", 500),
         segment_bytes: 16 << 10,
         release_every: 97,
+        bytes_per_sync: 4 << 10,
     }
 }
 

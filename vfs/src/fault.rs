@@ -257,6 +257,29 @@ impl File for FaultFile {
         Err(self.shared.injected_error(verdict.index, OpKind::Append, self.path(), kind))
     }
 
+    fn append_vectored(&self, bufs: &[&[u8]]) -> Result<()> {
+        let verdict = self.shared.decide(OpKind::Append, &[self.path()]);
+        let Some(FaultAction::Fail(kind)) = verdict.action else {
+            return self.inner.append_vectored(bufs);
+        };
+        let total: usize = bufs.iter().map(|b| b.len()).sum();
+        let mut keep = usize::try_from(self.shared.below(total as u64)).unwrap_or(0);
+        let mut prefix: Vec<&[u8]> = Vec::new();
+        for buf in bufs {
+            if keep == 0 {
+                break;
+            }
+            let take = keep.min(buf.len());
+            prefix.push(&buf[..take]);
+            keep -= take;
+        }
+        if !prefix.is_empty() {
+            // As for `append`: the injected error is what counts, not the partial write's.
+            let _ = self.inner.append_vectored(&prefix);
+        }
+        Err(self.shared.injected_error(verdict.index, OpKind::Append, self.path(), kind))
+    }
+
     fn read_at(&self, offset: u64, buf: &mut [u8]) -> Result<()> {
         let verdict = self.shared.decide(OpKind::ReadAt, &[self.path()]);
         match verdict.action {
@@ -408,6 +431,26 @@ mod tests {
             partial += usize::from(!stored.is_empty());
         }
         assert!(partial > 40, "only {partial} seeds wrote a non-empty prefix");
+    }
+
+    #[test]
+    fn failed_vectored_append_leaves_a_strict_prefix_of_the_concatenation() {
+        let data: Vec<u8> = (0..100u8).collect();
+        let (head, tail) = data.split_at(37);
+        let mut partial_across = 0;
+        for seed in 0..50 {
+            let (sim, fs) = setup(seed);
+            let f = fs.create(&p("/db/log")).unwrap();
+            fs.add_rule(FaultRule::new(When::Nth(fs.op_count()), FaultAction::Fail(FsErrorKind::Io)));
+            let err = f.append_vectored(&[head, tail]).unwrap_err();
+            assert_eq!((err.op, err.kind), (OpKind::Append, FsErrorKind::Io));
+            let stored = sim.contents(&p("/db/log")).unwrap();
+            assert!(stored.len() < data.len() && data.starts_with(&stored), "seed {seed}");
+            partial_across += usize::from(stored.len() > head.len());
+            // Exactly one operation was counted for the whole vectored append.
+            f.append_vectored(&[b"ok"]).unwrap();
+        }
+        assert!(partial_across > 10, "only {partial_across} seeds cut inside the second buffer");
     }
 
     #[test]

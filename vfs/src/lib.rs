@@ -65,6 +65,10 @@ pub trait File: Send + Sync + Debug {
     fn path(&self) -> &Path;
     /// Appends `data` at the end of the file.
     fn append(&self, data: &[u8]) -> Result<()>;
+    /// Appends the buffers one after the other, as one operation (`writev`): no copy into a
+    /// staging buffer, and one operation for fault injection. On error any prefix of the
+    /// concatenation may have been written.
+    fn append_vectored(&self, bufs: &[&[u8]]) -> Result<()>;
     /// Reads exactly `buf.len()` bytes starting at `offset`.
     fn read_at(&self, offset: u64, buf: &mut [u8]) -> Result<()>;
     /// The current length of the file in bytes.

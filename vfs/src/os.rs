@@ -6,7 +6,7 @@
 //! path fails even from the same process, and the kernel drops it when the process dies.
 
 use std::fs;
-use std::io::Write;
+use std::io::{self, IoSlice, Write};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
@@ -108,6 +108,26 @@ impl File for OsFile {
         (&self.file).write_all(data).map_err(|e| FsError::from_io(OpKind::Append, &self.path, e))
     }
 
+    fn append_vectored(&self, bufs: &[&[u8]]) -> Result<()> {
+        let mut slices: Vec<IoSlice<'_>> = bufs.iter().map(|b| IoSlice::new(b)).collect();
+        let mut rest: &mut [IoSlice<'_>] = &mut slices;
+        // `writev` may write less than asked, and takes at most IOV_MAX (1024) buffers.
+        while !rest.is_empty() {
+            let batch = rest.len().min(1024);
+            let written = match (&self.file).write_vectored(&rest[..batch]) {
+                Ok(0) => {
+                    let err = io::Error::new(io::ErrorKind::WriteZero, "writev wrote nothing");
+                    return Err(FsError::from_io(OpKind::Append, &self.path, err));
+                }
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(FsError::from_io(OpKind::Append, &self.path, e)),
+            };
+            IoSlice::advance_slices(&mut rest, written);
+        }
+        Ok(())
+    }
+
     fn read_at(&self, offset: u64, buf: &mut [u8]) -> Result<()> {
         self.file.read_exact_at(buf, offset).map_err(|e| {
             FsError::from_io(OpKind::ReadAt, &self.path, e)
@@ -142,11 +162,15 @@ mod tests {
         let f = fs.create(&path).unwrap();
         f.append(b"hello ").unwrap();
         f.append(b"world").unwrap();
+        f.append_vectored(&[b"", b"!", b"??"]).unwrap();
         f.sync_data().unwrap();
         let mut buf = [0u8; 5];
         f.read_at(6, &mut buf).unwrap();
         assert_eq!(&buf, b"world");
-        assert_eq!(f.len().unwrap(), 11);
+        assert_eq!(f.len().unwrap(), 14);
+        let mut tail = [0u8; 3];
+        f.read_at(11, &mut tail).unwrap();
+        assert_eq!(&tail, b"!??");
         f.truncate(5).unwrap();
         let err = f.read_at(3, &mut buf).unwrap_err();
         assert_eq!(err.kind, FsErrorKind::UnexpectedEof);

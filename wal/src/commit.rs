@@ -1,35 +1,51 @@
 //! Group commit: many writers, one leader at a time, one write and at most one fsync per
 //! group.
 //!
-//! A writer enqueues its record under the lock, which also fixes its place in the log and
-//! so its seqno. Whoever finds the sink free becomes the leader: it takes the sink and the
-//! whole queue, drops the lock, writes the group (and syncs it if any member asked), then
-//! puts the sink back, marks every ticket of the group done and wakes the waiters. A waiter
-//! whose ticket is not done yet and finds the sink free leads the next group, so writers
-//! that arrived during a write are coalesced into the next one.
+//! A writer hashes its batch body first, outside any lock (the expensive part of the
+//! checksum). Under the lock it takes a ticket and its seqnos, which fixes its place in the
+//! log, and frames its record header. If the sink is free and nobody is queued, it leads at
+//! once with its own record, borrowed: the uncontended path copies nothing. Otherwise it
+//! queues a copy and waits. Whoever finds the sink free becomes the leader: it takes the
+//! sink and the whole queue, drops the lock, writes the group with one vectored append (and
+//! syncs it if any member asked), then puts the sink back, marks every ticket of the group
+//! done and wakes the waiters. A waiter whose ticket is not done and finds the sink free
+//! leads the next group, so writers that arrived during a write are coalesced.
 //!
 //! Invariants:
-//! - Tickets are handed out in queue order, and the queue is written in order, so seqnos are
-//!   increasing in the log.
+//! - Tickets and seqnos are handed out in queue order under the lock, and a leader writes
+//!   everything queued before it took the sink, in order: seqnos increase through the log.
 //! - `done_through` only grows; a ticket below it has its final result.
 //! - A failed write or sync poisons the log: the failing group and every later ticket fail,
-//!   nothing is written after it. An fsync is never retried and then trusted.
+//!   and nothing is written after it. An fsync is never retried and then trusted.
 //! - A caller returns only after its group's write (and, if it asked, fsync) returned.
 
+use crate::record::{body_hash, encode_record_header, RECORD_HEADER_LEN};
 use crate::sync::{Condvar, Mutex, MutexGuard};
 use crate::WalError;
+
+/// A record ready to be written: its framed header and its body.
+pub(crate) struct Framed<'a> {
+    pub(crate) header: [u8; RECORD_HEADER_LEN],
+    pub(crate) body: &'a [u8],
+}
 
 /// Where a leader writes a group: the segment writer in production, a recorder in tests.
 pub(crate) trait Sink {
     /// Writes the records in order as one write; then fsyncs if `sync`. An empty group with
     /// `sync` set asks only for the fsync of what was written before.
-    fn write_group(&mut self, records: &mut [Vec<u8>], sync: bool) -> Result<(), WalError>;
+    fn write_group(&mut self, records: &[Framed<'_>], sync: bool) -> Result<(), WalError>;
+}
+
+/// A queued record, owning a copy of its body.
+struct Queued {
+    header: [u8; RECORD_HEADER_LEN],
+    body: Vec<u8>,
 }
 
 struct State<S> {
     /// `None` while a leader holds it.
     sink: Option<S>,
-    queue: Vec<Vec<u8>>,
+    queue: Vec<Queued>,
     queue_sync: bool,
     next_seqno: u64,
     next_ticket: u64,
@@ -64,9 +80,11 @@ impl<S: Sink> GroupCommit<S> {
         self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// Appends `record` (unsealed, see `record::encode_unsealed`) holding `count` operations,
-    /// or only waits for an fsync when `record` is `None`. Returns the first seqno assigned.
-    pub(crate) fn submit(&self, record: Option<Vec<u8>>, count: u32, sync: bool) -> Result<u64, WalError> {
+    /// Appends a record of `count` operations with this encoded `body` (at most
+    /// `MAX_BATCH_BYTES`, checked by the caller), or only waits for an fsync when `record` is
+    /// `None`. Returns the seqno of the record's first operation.
+    pub(crate) fn submit(&self, record: Option<(&[u8], u32)>, sync: bool) -> Result<u64, WalError> {
+        let hash = record.map(|(body, _)| body_hash(body));
         let mut state = self.lock();
         if let Some((_, cause)) = &state.failure {
             return Err(WalError::poisoned(cause));
@@ -74,36 +92,65 @@ impl<S: Sink> GroupCommit<S> {
         let ticket = state.next_ticket;
         state.next_ticket += 1;
         let seqno = state.next_seqno;
-        if let Some(mut record) = record {
-            state.next_seqno += u64::from(count);
-            crate::record::stamp_seqno(&mut record, seqno);
-            state.queue.push(record);
+        let framed = record.zip(hash).map(|((body, count), hash)| {
+            let len = u32::try_from(body.len()).unwrap_or(u32::MAX);
+            Framed { header: encode_record_header(len, count, seqno, hash), body }
+        });
+        if let Some(framed) = &framed {
+            state.next_seqno += u64::from(u32_at(&framed.header, 12));
+        }
+        if state.queue.is_empty() {
+            if let Some(sink) = state.sink.take() {
+                // Uncontended: lead now with the record borrowed from the caller.
+                state = self.lead(state, sink, framed, sync);
+                return self.result(&state, ticket, seqno);
+            }
+        }
+        if let Some(framed) = framed {
+            state.queue.push(Queued { header: framed.header, body: framed.body.to_vec() });
         }
         state.queue_sync |= sync;
         loop {
             if ticket < state.done_through {
-                return match &state.failure {
-                    Some((first_failed, cause)) if ticket >= *first_failed => Err(cause.clone()),
-                    _ => Ok(seqno),
-                };
+                return self.result(&state, ticket, seqno);
             }
             match state.sink.take() {
-                Some(sink) => state = self.lead(state, sink),
+                Some(sink) => state = self.lead(state, sink, None, false),
                 None => state = self.cond.wait(state).unwrap_or_else(|poisoned| poisoned.into_inner()),
             }
         }
     }
 
-    /// Writes everything queued as one group, with the lock dropped during the I/O.
-    fn lead<'a>(&'a self, mut state: MutexGuard<'a, State<S>>, mut sink: S) -> MutexGuard<'a, State<S>> {
-        let mut group = std::mem::take(&mut state.queue);
-        let sync = std::mem::take(&mut state.queue_sync);
+    fn result(&self, state: &State<S>, ticket: u64, seqno: u64) -> Result<u64, WalError> {
+        match &state.failure {
+            Some((first_failed, cause)) if ticket >= *first_failed => Err(cause.clone()),
+            _ => Ok(seqno),
+        }
+    }
+
+    /// Writes `own` (the leader's borrowed record, only when nothing is queued) and everything
+    /// queued as one group, with the lock dropped during the I/O.
+    fn lead<'a>(
+        &'a self,
+        mut state: MutexGuard<'a, State<S>>,
+        mut sink: S,
+        own: Option<Framed<'_>>,
+        own_sync: bool,
+    ) -> MutexGuard<'a, State<S>> {
+        let queued = std::mem::take(&mut state.queue);
+        let sync = std::mem::take(&mut state.queue_sync) | own_sync;
         let group_end = state.next_ticket;
         let group_start = state.done_through;
         let already_failed = state.failure.is_some();
         drop(state);
 
-        let result = if already_failed { Ok(()) } else { sink.write_group(&mut group, sync) };
+        let result = if already_failed {
+            Ok(())
+        } else {
+            let queued = queued.iter().map(|q| Framed { header: q.header, body: &q.body });
+            let group: Vec<Framed<'_>> = own.into_iter().chain(queued).collect();
+            sink.write_group(&group, sync)
+        };
 
         let mut state = self.lock();
         state.sink = Some(sink);
@@ -124,4 +171,10 @@ impl<S: Sink> GroupCommit<S> {
     pub(crate) fn failure(&self) -> Option<WalError> {
         self.lock().failure.as_ref().map(|(_, cause)| WalError::poisoned(cause))
     }
+}
+
+fn u32_at(bytes: &[u8], at: usize) -> u32 {
+    let mut array = [0u8; 4];
+    array.copy_from_slice(&bytes[at..at + 4]);
+    u32::from_le_bytes(array)
 }

@@ -22,6 +22,7 @@ mod record;
 mod recovery;
 mod segment;
 mod sync;
+mod writeback;
 mod writer;
 
 use std::path::PathBuf;
@@ -145,11 +146,20 @@ pub struct WalOptions {
     pub sync_interval: Option<Duration>,
     /// How recovery treats mid-log corruption.
     pub recovery: RecoveryMode,
+    /// A background thread fsyncs the active segment after every this many bytes written
+    /// (default 4 MiB; 0 turns it off), so that a rotation never has to fsync a whole
+    /// segment while writers wait, and the kernel never has a large burst to write back.
+    pub bytes_per_sync: u64,
 }
 
 impl Default for WalOptions {
     fn default() -> Self {
-        WalOptions { segment_bytes: 64 << 20, sync_interval: None, recovery: RecoveryMode::Strict }
+        WalOptions {
+            segment_bytes: 64 << 20,
+            sync_interval: None,
+            recovery: RecoveryMode::Strict,
+            bytes_per_sync: 4 << 20,
+        }
     }
 }
 

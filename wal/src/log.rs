@@ -13,9 +13,10 @@ use strata_vfs::{FileSystem, LockGuard};
 
 use crate::batch::Batch;
 use crate::commit::GroupCommit;
-use crate::record::{encode_unsealed, SEGMENT_HEADER_LEN};
+use crate::record::SEGMENT_HEADER_LEN;
 use crate::recovery::recover;
 use crate::segment::{create_segment, segment_path, LOCK_NAME};
+use crate::writeback::{SyncGate, Writeback};
 use crate::writer::SegmentWriter;
 use crate::{Recovery, Result, WalError, WalOptions};
 
@@ -65,6 +66,7 @@ pub struct Wal {
     /// Serializes `release` calls, which remove files outside the segments lock.
     release_lock: Mutex<()>,
     syncer: Option<Syncer>,
+    writeback: Option<Writeback>,
     _lock: LockGuard,
 }
 
@@ -112,25 +114,41 @@ impl Wal {
             }
         };
         let counters = Arc::new(Counters::default());
+        let gate = Arc::new(SyncGate::default());
+        let writeback =
+            if options.bytes_per_sync > 0 { Some(Writeback::start(Arc::clone(&gate))?) } else { None };
+        let len = file.len()?.max(SEGMENT_HEADER_LEN as u64);
         let writer = SegmentWriter {
             fs: Arc::clone(&fs),
             dir: dir.clone(),
-            len: file.len()?.max(SEGMENT_HEADER_LEN as u64),
-            file,
+            file: Arc::from(file),
+            len,
+            synced_len: len,
             dirty: false,
             segment_bytes: options.segment_bytes,
+            bytes_per_sync: options.bytes_per_sync,
             next_seqno: recovered.next_seqno,
             segments: Arc::clone(&segments),
             counters: Arc::clone(&counters),
-            buf: Vec::new(),
+            gate,
+            writeback: writeback.as_ref().map(Writeback::requester),
         };
         let commit = Arc::new(GroupCommit::new(writer, recovered.next_seqno));
         let syncer = match options.sync_interval {
             Some(interval) => Some(start_syncer(Arc::clone(&commit), interval)?),
             None => None,
         };
-        let wal =
-            Wal { fs, dir, commit, segments, counters, release_lock: Mutex::new(()), syncer, _lock: lock };
+        let wal = Wal {
+            fs,
+            dir,
+            commit,
+            segments,
+            counters,
+            release_lock: Mutex::new(()),
+            syncer,
+            writeback,
+            _lock: lock,
+        };
         Ok((wal, Recovery { batches: recovered.batches, report: recovered.report }))
     }
 
@@ -140,13 +158,12 @@ impl Wal {
     /// false`). Concurrent callers are coalesced into one write and at most one fsync.
     pub fn append(&self, batch: &Batch, sync: bool) -> Result<u64> {
         batch.check_appendable()?;
-        let record = encode_unsealed(batch.as_bytes(), batch.len());
-        self.commit.submit(Some(record), batch.len(), sync)
+        self.commit.submit(Some((batch.as_bytes(), batch.len())), sync)
     }
 
     /// Makes every batch appended so far durable.
     pub fn sync(&self) -> Result<()> {
-        self.commit.submit(None, 0, true).map(|_| ())
+        self.commit.submit(None, true).map(|_| ())
     }
 
     /// Removes the segments whose batches all have seqnos at or below `persisted`; the
@@ -199,6 +216,10 @@ impl Wal {
     /// Syncs everything appended, stops the background syncer and releases the lock.
     pub fn close(mut self) -> Result<()> {
         self.stop_syncer();
+        // Drain the writeback first: a background fsync that fails must fail this close.
+        if let Some(mut writeback) = self.writeback.take() {
+            writeback.stop();
+        }
         self.sync()
     }
 
@@ -238,7 +259,7 @@ fn start_syncer(commit: Arc<GroupCommit<SegmentWriter>>, interval: Duration) -> 
         .spawn(move || {
             while let Err(mpsc::RecvTimeoutError::Timeout) = stopped.recv_timeout(interval) {
                 // A failed sync poisons the log and every appender sees it; nothing to retry.
-                if commit.submit(None, 0, true).is_err() {
+                if commit.submit(None, true).is_err() {
                     break;
                 }
             }

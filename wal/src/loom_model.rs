@@ -1,8 +1,7 @@
 //! Entry points for the loom model of the group commit (`wal/tests/loom.rs`), compiled only
 //! under `--cfg loom`. They expose the real `GroupCommit` with a recording sink.
 
-use crate::commit::{GroupCommit, Sink};
-use crate::record::encode_unsealed;
+use crate::commit::{Framed, GroupCommit, Sink};
 use crate::WalError;
 
 /// What the recording sink saw: every record (by first seqno) in write order, and after
@@ -26,7 +25,7 @@ pub type SharedRecorder = loom::sync::Arc<loom::sync::Mutex<Recorder>>;
 pub struct RecordingSink(pub SharedRecorder);
 
 impl Sink for RecordingSink {
-    fn write_group(&mut self, records: &mut [Vec<u8>], sync: bool) -> Result<(), WalError> {
+    fn write_group(&mut self, records: &[Framed<'_>], sync: bool) -> Result<(), WalError> {
         let mut rec = self.0.lock().unwrap_or_else(|p| p.into_inner());
         let group = rec.groups;
         rec.groups += 1;
@@ -35,7 +34,7 @@ impl Sink for RecordingSink {
         }
         for record in records.iter() {
             let mut seqno = [0u8; 8];
-            seqno.copy_from_slice(&record[16..24]);
+            seqno.copy_from_slice(&record.header[16..24]);
             rec.written.push(u64::from_le_bytes(seqno));
         }
         if sync {
@@ -56,6 +55,6 @@ impl Model {
 
     /// Submits a one-operation record; returns its seqno.
     pub fn append(&self, sync: bool) -> Result<u64, WalError> {
-        self.0.submit(Some(encode_unsealed(&[0u8; 17], 1)), 1, sync)
+        self.0.submit(Some((&[0u8; 17], 1)), sync)
     }
 }

@@ -14,7 +14,7 @@
 //!
 //! record (24-byte header + body)
 //! +--------+--------+--------+--------+--------+--------+--------+--------+
-//! | checksum u64 = xxh3_64(bytes 8 .. 24+len of this record)              |  0
+//! | checksum u64 = xxh3_64_with_seed(bytes 8..24, seed = xxh3_64(body))   |  0
 //! +--------+--------+--------+--------+--------+--------+--------+--------+
 //! | len u32 (body bytes)              | count u32 (operations, >= 1)      |  8
 //! +--------+--------+--------+--------+--------+--------+--------+--------+
@@ -23,20 +23,22 @@
 //! | body: the batch's encoded operations (len bytes)                  ... | 24
 //! ```
 //!
-//! All integers are little-endian. The checksum covers the length, so a damaged length is
-//! caught, and a length is never used before it is checked against [`MAX_BATCH_BYTES`] and
+//! All integers are little-endian. The checksum is chained: the body's xxh3 seeds the hash
+//! of the header fields, so it covers every byte of the record, and the body's hash (the
+//! expensive part) can be computed by the writing thread before the group commit orders the
+//! record and assigns its seqno. It covers the length, so a damaged length is caught, and a length is never used before it is checked against [`MAX_BATCH_BYTES`] and
 //! the bytes that remain in the segment. Records carry their first seqno, and seqnos run on
 //! without a gap from record to record and segment to segment; recovery checks that, which
 //! catches a record written to the wrong place.
 
-use xxhash_rust::xxh3::xxh3_64;
+use xxhash_rust::xxh3::{xxh3_64, xxh3_64_with_seed};
 
 use crate::batch::MAX_BATCH_BYTES;
 
 /// Magic number at the start of every segment.
 pub const SEGMENT_MAGIC: [u8; 8] = *b"STRATWAL";
 /// Current segment format version.
-pub const SEGMENT_VERSION: u32 = 1;
+pub const SEGMENT_VERSION: u32 = 2;
 /// Size of the segment header.
 pub const SEGMENT_HEADER_LEN: usize = 32;
 /// Size of a record header.
@@ -98,37 +100,31 @@ pub fn decode_segment_header(bytes: &[u8]) -> Result<u64, HeaderError> {
     Ok(le_u64(bytes, 16))
 }
 
-/// Encodes a record for a batch whose seqno is not known yet: the seqno and checksum are
-/// filled in by [`stamp_seqno`] and [`seal`] once the group commit has ordered it.
-pub fn encode_unsealed(body: &[u8], count: u32) -> Vec<u8> {
-    let mut record = Vec::with_capacity(RECORD_HEADER_LEN + body.len());
-    record.extend_from_slice(&[0u8; 8]);
-    // `body.len() <= MAX_BATCH_BYTES < u32::MAX` is checked by `Batch::check_appendable`
-    // before any record is encoded; the fallback can only produce a record that recovery
-    // refuses (over-long), never one that decodes to something else.
-    debug_assert!(body.len() <= MAX_BATCH_BYTES);
-    let len = u32::try_from(body.len()).unwrap_or(u32::MAX);
-    record.extend_from_slice(&len.to_le_bytes());
-    record.extend_from_slice(&count.to_le_bytes());
-    record.extend_from_slice(&[0u8; 8]);
-    record.extend_from_slice(body);
-    record
+/// The hash of a record body, the expensive half of the record checksum.
+pub fn body_hash(body: &[u8]) -> u64 {
+    xxh3_64(body)
 }
 
-/// Writes the record's first seqno into its header.
-pub fn stamp_seqno(record: &mut [u8], first_seqno: u64) {
-    record[16..24].copy_from_slice(&first_seqno.to_le_bytes());
+/// Encodes the header of a record whose body has `len` bytes, `count` operations and hash
+/// `body_hash` (see [`body_hash`]), and whose first operation has seqno `first_seqno`.
+pub fn encode_record_header(
+    len: u32,
+    count: u32,
+    first_seqno: u64,
+    body_hash: u64,
+) -> [u8; RECORD_HEADER_LEN] {
+    let mut header = [0u8; RECORD_HEADER_LEN];
+    header[8..12].copy_from_slice(&len.to_le_bytes());
+    header[12..16].copy_from_slice(&count.to_le_bytes());
+    header[16..24].copy_from_slice(&first_seqno.to_le_bytes());
+    let checksum = xxh3_64_with_seed(&header[8..24], body_hash);
+    header[0..8].copy_from_slice(&checksum.to_le_bytes());
+    header
 }
 
-/// The seqno after the last operation of a stamped record.
-pub fn end_seqno(record: &[u8]) -> u64 {
-    le_u64(record, 16) + u64::from(le_u32(record, 12))
-}
-
-/// Computes and writes the record's checksum; the record is then ready to be written.
-pub fn seal(record: &mut [u8]) {
-    let checksum = xxh3_64(&record[8..]);
-    record[0..8].copy_from_slice(&checksum.to_le_bytes());
+/// The seqno after the last operation of the record with this header.
+pub fn end_seqno(header: &[u8; RECORD_HEADER_LEN]) -> u64 {
+    le_u64(header, 16) + u64::from(le_u32(header, 12))
 }
 
 /// A record decoded from a segment.
@@ -189,10 +185,11 @@ pub fn decode_record(buf: &[u8]) -> Result<RecordRef<'_>, RecordError> {
     if count == 0 || count as usize > len as usize / MIN_OP_LEN {
         return Err(RecordError::BadCount(count));
     }
-    if xxh3_64(&buf[8..total_len]) != le_u64(buf, 0) {
+    let body = &buf[RECORD_HEADER_LEN..total_len];
+    if xxh3_64_with_seed(&buf[8..RECORD_HEADER_LEN], body_hash(body)) != le_u64(buf, 0) {
         return Err(RecordError::Checksum);
     }
-    Ok(RecordRef { first_seqno: le_u64(buf, 16), count, body: &buf[RECORD_HEADER_LEN..total_len], total_len })
+    Ok(RecordRef { first_seqno: le_u64(buf, 16), count, body, total_len })
 }
 
 #[cfg(test)]
@@ -201,9 +198,9 @@ mod tests {
     use proptest::prelude::*;
 
     fn sealed(body: &[u8], count: u32, seqno: u64) -> Vec<u8> {
-        let mut record = encode_unsealed(body, count);
-        stamp_seqno(&mut record, seqno);
-        seal(&mut record);
+        let len = u32::try_from(body.len()).unwrap();
+        let mut record = encode_record_header(len, count, seqno, body_hash(body)).to_vec();
+        record.extend_from_slice(body);
         record
     }
 
@@ -219,10 +216,10 @@ mod tests {
         bad[17] ^= 1;
         assert_eq!(decode_segment_header(&bad), Err(HeaderError::Checksum));
         let mut future = header;
-        future[8] = 2;
+        future[8] = 3;
         let checksum = xxh3_64(&future[0..24]);
         future[24..32].copy_from_slice(&checksum.to_le_bytes());
-        assert_eq!(decode_segment_header(&future), Err(HeaderError::Version(2)));
+        assert_eq!(decode_segment_header(&future), Err(HeaderError::Version(3)));
     }
 
     proptest! {

@@ -1,103 +1,107 @@
 //! The segment writer: the [`Sink`] a group-commit leader writes through.
 //!
 //! It owns the active segment. Only the leader touches it, so it needs no lock of its own.
-//! It seals each record (checksum), coalesces the group into one `append`, syncs when asked,
-//! and rotates to a new segment once the active one reaches the size limit.
+//! It writes a group with one vectored append, syncs when asked, asks the background
+//! writeback for an fsync every `bytes_per_sync` bytes, and rotates to a new segment once
+//! the active one reaches the size limit.
 //!
 //! Invariant: before a new segment receives its first record, the previous segment is
 //! synced. A torn write can therefore only damage the last segment; damage anywhere else is
 //! corruption, which is what recovery assumes.
 
 use std::path::PathBuf;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use strata_vfs::{File, FileSystem};
 
-use crate::commit::Sink;
-use crate::record::{end_seqno, seal};
-use crate::segment::create_segment;
-use std::sync::atomic::Ordering;
-
+use crate::commit::{Framed, Sink};
 use crate::log::Counters;
+use crate::record::{end_seqno, SEGMENT_HEADER_LEN};
+use crate::segment::create_segment;
+use crate::writeback::{Requester, SyncGate};
 use crate::{Segments, WalError};
 
 pub(crate) struct SegmentWriter {
     pub(crate) fs: Arc<dyn FileSystem>,
     pub(crate) dir: PathBuf,
-    pub(crate) file: Box<dyn File>,
+    pub(crate) file: Arc<dyn File>,
     /// Bytes in the active segment, header included.
     pub(crate) len: u64,
-    /// Whether bytes were appended since the last sync.
+    /// Length of the active segment when it was last synced or handed to the writeback.
+    pub(crate) synced_len: u64,
+    /// Whether bytes were appended since the last sync by this writer.
     pub(crate) dirty: bool,
     pub(crate) segment_bytes: u64,
+    /// 0 turns background writeback off.
+    pub(crate) bytes_per_sync: u64,
     /// Seqno the next record will carry; names the next segment.
     pub(crate) next_seqno: u64,
     pub(crate) segments: Arc<Segments>,
     pub(crate) counters: Arc<Counters>,
-    /// Reused buffer that coalesces a group into one write.
-    pub(crate) buf: Vec<u8>,
-}
-
-impl SegmentWriter {
-    fn rotate(&mut self) -> Result<(), WalError> {
-        if self.dirty {
-            self.sync()?;
-        }
-        let file = create_segment(self.fs.as_ref(), &self.dir, self.next_seqno)?;
-        self.file = file;
-        self.len = crate::record::SEGMENT_HEADER_LEN as u64;
-        self.segments.push(self.next_seqno);
-        Ok(())
-    }
+    pub(crate) gate: Arc<SyncGate>,
+    pub(crate) writeback: Option<Requester>,
 }
 
 impl Sink for SegmentWriter {
-    fn write_group(&mut self, records: &mut [Vec<u8>], sync: bool) -> Result<(), WalError> {
-        for record in records.iter_mut() {
-            seal(record);
-            self.next_seqno = end_seqno(record);
+    fn write_group(&mut self, records: &[Framed<'_>], sync: bool) -> Result<(), WalError> {
+        if let Some(failure) = self.gate.failure() {
+            return Err(failure);
         }
-        self.counters.records.fetch_add(records.len() as u64, Ordering::Relaxed);
-        match records {
-            [] => {}
-            // One record needs no coalescing copy.
-            [single] => self.append(&single[..])?,
-            many => {
-                let mut buf = std::mem::take(&mut self.buf);
-                buf.clear();
-                for record in many.iter() {
-                    buf.extend_from_slice(record);
-                }
-                let written = self.append(&buf);
-                self.buf = buf;
-                written?;
+        if let Some(last) = records.last() {
+            let mut slices: Vec<&[u8]> = Vec::with_capacity(records.len() * 2);
+            for record in records {
+                slices.push(&record.header);
+                slices.push(record.body);
             }
+            self.append(&slices)?;
+            self.next_seqno = end_seqno(&last.header);
+            self.counters.records.fetch_add(records.len() as u64, Ordering::Relaxed);
         }
         if sync && self.dirty {
             self.sync()?;
         }
         if self.len >= self.segment_bytes {
             self.rotate()?;
+        } else if self.bytes_per_sync > 0 && self.len - self.synced_len >= self.bytes_per_sync {
+            if let Some(writeback) = &self.writeback {
+                writeback.request(Arc::clone(&self.file));
+                self.synced_len = self.len;
+            }
         }
         Ok(())
     }
 }
 
 impl SegmentWriter {
-    fn append(&mut self, bytes: &[u8]) -> Result<(), WalError> {
+    fn append(&mut self, slices: &[&[u8]]) -> Result<(), WalError> {
         // Marked dirty first: a failed append may still have written part of the bytes.
         self.dirty = true;
-        self.file.append(bytes)?;
-        self.len += bytes.len() as u64;
-        self.counters.bytes.fetch_add(bytes.len() as u64, Ordering::Relaxed);
+        self.file.append_vectored(slices)?;
+        let bytes: u64 = slices.iter().map(|s| s.len() as u64).sum();
+        self.len += bytes;
+        self.counters.bytes.fetch_add(bytes, Ordering::Relaxed);
         self.counters.groups.fetch_add(1, Ordering::Relaxed);
         Ok(())
     }
 
     fn sync(&mut self) -> Result<(), WalError> {
-        self.file.sync_data()?;
+        self.gate.sync(self.file.as_ref())?;
         self.dirty = false;
+        self.synced_len = self.len;
         self.counters.syncs.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+
+    fn rotate(&mut self) -> Result<(), WalError> {
+        if self.dirty {
+            self.sync()?;
+        }
+        let file = create_segment(self.fs.as_ref(), &self.dir, self.next_seqno)?;
+        self.file = Arc::from(file);
+        self.len = SEGMENT_HEADER_LEN as u64;
+        self.synced_len = self.len;
+        self.segments.push(self.next_seqno);
         Ok(())
     }
 }

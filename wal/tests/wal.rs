@@ -378,3 +378,57 @@ fn reopen_makes_the_recovered_tail_durable_before_writing_after_it() {
     assert_eq!(recovery.batches.len(), 1);
     assert_eq!(recovery.batches[0].batch, batch(1, 2));
 }
+
+#[test]
+fn version_1_segments_are_refused_clearly() {
+    let fs = SimFs::new();
+    drop(open(&fs, WalOptions::default()).unwrap());
+    let mut header = fs.contents(&seg(1)).unwrap();
+    fs.remove(&seg(1)).unwrap();
+    header[8] = 1;
+    let checksum = xxhash_rust_checksum(&header[..24]);
+    header[24..32].copy_from_slice(&checksum.to_le_bytes());
+    fs.create(&seg(1)).unwrap().append(&header).unwrap();
+    let err = open(&fs, WalOptions::default()).unwrap_err();
+    assert!(matches!(err, WalError::UnsupportedVersion { version: 1, .. }), "{err}");
+    assert!(err.to_string().contains("version 1 is not supported"), "{err}");
+}
+
+fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !done() {
+        assert!(std::time::Instant::now() < deadline, "timed out waiting until {what}");
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
+#[test]
+fn background_writeback_makes_unsynced_appends_durable() {
+    let fs = SimFs::new();
+    let options = WalOptions { bytes_per_sync: 64, ..WalOptions::default() };
+    let (wal, _) = open(&fs, options).unwrap();
+    wal.append(&batch(1, 4), false).unwrap();
+    let current = fs.contents(&seg(1)).unwrap();
+    wait_until("the writeback synced the segment", || {
+        fs.durable_contents(&seg(1)).as_ref() == Some(&current)
+    });
+    fs.crash(CrashMode::DurableOnly);
+    drop(wal);
+    let (_, recovery) = open(&fs, WalOptions::default()).unwrap();
+    assert_eq!(recovery.batches.len(), 1);
+}
+
+#[test]
+fn a_failed_background_fsync_poisons_the_log() {
+    let sim = SimFs::new();
+    let faulty = Arc::new(FaultFs::new(Arc::new(sim.clone()), 0xbad));
+    let options = WalOptions { bytes_per_sync: 64, ..WalOptions::default() };
+    let (wal, _) = Wal::open(faulty.clone(), DIR, options, 0).unwrap();
+    faulty.add_rule(FaultRule::new(When::Always, FaultAction::Fail(FsErrorKind::Io)).on_op(OpKind::SyncData));
+    wal.append(&batch(1, 4), false).unwrap(); // asks the writeback for an fsync, which fails
+    wait_until("the failed writeback poisoned the log", || wal.append(&batch(2, 1), false).is_err());
+    faulty.clear_rules();
+    // The fsync that would now succeed is not trusted: sync = true cannot be acknowledged.
+    assert!(wal.append(&batch(3, 1), true).is_err());
+    assert!(wal.sync().is_err());
+}

@@ -581,6 +581,15 @@ impl File for SimFile {
         })
     }
 
+    fn append_vectored(&self, bufs: &[&[u8]]) -> Result<()> {
+        self.with_inode(OpKind::Append, |inode| {
+            for buf in bufs {
+                inode.current.extend_from_slice(buf);
+            }
+            Ok(())
+        })
+    }
+
     fn read_at(&self, offset: u64, buf: &mut [u8]) -> Result<()> {
         self.with_inode(OpKind::ReadAt, |inode| {
             inode.read_at(offset, buf).ok_or_else(|| {

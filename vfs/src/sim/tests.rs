@@ -329,3 +329,17 @@ proptest! {
         prop_assert_eq!(fs.contents(&p("/db/f")).unwrap(), durable);
     }
 }
+
+#[test]
+fn vectored_append_is_one_concatenated_append() {
+    let fs = SimFs::new();
+    let path = Path::new("/v");
+    let file = fs.create(path).unwrap();
+    file.append_vectored(&[b"ab", b"", b"cde"]).unwrap();
+    assert_eq!(fs.contents(path).unwrap(), b"abcde");
+    file.sync_data().unwrap();
+    file.append_vectored(&[b"x", b"y"]).unwrap();
+    fs.sync_dir(Path::new("/")).unwrap();
+    fs.crash(CrashMode::DurableOnly);
+    assert_eq!(fs.contents(path).unwrap(), b"abcde");
+}
