@@ -47,6 +47,9 @@ pub struct WalArgs {
     /// shows the append path without the fdatasync of each full segment at rotation.
     #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u64).range(1..=1 << 20))]
     segment_mib: u64,
+    /// Background writeback interval in KiB (`WalOptions::bytes_per_sync`; 0 turns it off).
+    #[arg(long, default_value_t = 4096)]
+    bytes_per_sync_kib: u64,
 }
 
 struct Round {
@@ -75,7 +78,11 @@ pub fn run(args: &WalArgs) -> Result<()> {
         let plain = hw::plain_write_loop(work.path(), chunk_bytes, plain_chunks)?;
 
         let wal_dir = work.path().join(format!("wal-{round}"));
-        let options = WalOptions { segment_bytes: args.segment_mib << 20, ..WalOptions::default() };
+        let options = WalOptions {
+            segment_bytes: args.segment_mib << 20,
+            bytes_per_sync: args.bytes_per_sync_kib << 10,
+            ..WalOptions::default()
+        };
         let (wal, _) = open_os_wal(&wal_dir, options)?;
         let elapsed = append_timed(&wal, &batches, batches.len() as u64, args.writers as usize, args.sync)?;
         let stats = wal.stats();
