@@ -70,3 +70,31 @@ fn a_failed_group_fails_its_callers_and_all_later_ones() {
         assert!(recorder.lock().unwrap().written.is_empty());
     });
 }
+
+/// Repeated sync appends reach the gathering path (a leader waiting for the members of the
+/// previous sync group): it must neither lose nor reorder a record, nor hang.
+#[test]
+fn gathering_sync_leaders_keep_every_record_in_order() {
+    loom::model(|| {
+        let recorder = Arc::new(Mutex::new(Recorder::default()));
+        let model = Arc::new(Model::new(recorder.clone()));
+        let handles: Vec<_> = (0..2)
+            .map(|_| {
+                let model = model.clone();
+                let recorder = recorder.clone();
+                thread::spawn(move || {
+                    for _ in 0..2 {
+                        let seqno = model.append(true).unwrap();
+                        check_returned(&recorder, seqno, true);
+                    }
+                })
+            })
+            .collect();
+        for handle in handles {
+            handle.join().unwrap();
+        }
+        let rec = recorder.lock().unwrap();
+        assert_eq!(rec.written, vec![1, 2, 3, 4], "records lost or written out of order");
+        assert_eq!(rec.synced, 4);
+    });
+}
