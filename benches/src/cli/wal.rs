@@ -62,6 +62,9 @@ struct Round {
     /// The write + fdatasync loop with chunks of `writers` batches: what a perfect group
     /// commit of every writer's batch into one write and one fdatasync could reach.
     grouped_bps: Option<f64>,
+    /// With several writers: the same WAL run with one writer, in the same round, so the
+    /// group-commit speed-up is a ratio of two figures taken minutes, not hours, apart.
+    single_writer: Option<Duration>,
 }
 
 pub fn run(args: &WalArgs) -> Result<()> {
@@ -83,11 +86,12 @@ pub fn run(args: &WalArgs) -> Result<()> {
             bytes_per_sync: args.bytes_per_sync_kib << 10,
             ..WalOptions::default()
         };
-        let (wal, _) = open_os_wal(&wal_dir, options)?;
-        let elapsed = append_timed(&wal, &batches, batches.len() as u64, args.writers as usize, args.sync)?;
-        let stats = wal.stats();
-        wal.close()?;
-        std::fs::remove_dir_all(&wal_dir).map_err(|e| Error::io("remove", &wal_dir, e))?;
+        let (elapsed, stats) = timed_wal_run(&wal_dir, options.clone(), &batches, args.writers, args.sync)?;
+        let single_writer = if args.writers > 1 {
+            Some(timed_wal_run(&wal_dir, options, &batches, 1, args.sync)?.0)
+        } else {
+            None
+        };
 
         let synced = hw::plain_write_fdatasync_loop(work.path(), chunk_bytes, sync_chunks)?;
         let grouped_bps = if args.writers > 1 {
@@ -109,6 +113,7 @@ pub fn run(args: &WalArgs) -> Result<()> {
             fdatasync_p50: synced.latency_quantile(0.5),
             fdatasync_p99: synced.latency_quantile(0.99),
             grouped_bps,
+            single_writer,
         });
     }
 
@@ -173,6 +178,19 @@ pub fn run(args: &WalArgs) -> Result<()> {
             grouped_bps / sync_bps.max(f64::MIN_POSITIVE)
         );
     }
+    let single: Vec<f64> =
+        rounds.iter().filter_map(|r| r.single_writer).map(|d| per_sec(events, d)).collect();
+    if !single.is_empty() {
+        let single_eps = median(&single);
+        println!(
+            "  {:<28} {:>14} {:>10.1}   ({} writers / 1 writer, same rounds: {:.2}x)",
+            "WAL append, 1 writer",
+            rate(single_eps),
+            mb_per_sec(single_eps * raw),
+            args.writers,
+            wal_eps_median / single_eps.max(f64::MIN_POSITIVE)
+        );
+    }
     if let Some(last) = rounds.last() {
         let s = last.stats;
         println!(
@@ -188,6 +206,23 @@ pub fn run(args: &WalArgs) -> Result<()> {
     println!("  WAL / plain write loop:     {:.1}%", ratio_percent(wal_bps, plain_bps));
     println!("  WAL / write+fdatasync loop: {:.1}%", ratio_percent(wal_bps, sync_bps));
     Ok(())
+}
+
+/// Appends every batch to a fresh WAL in `dir` from `writers` threads, closes it and removes
+/// the directory; returns the append time and the WAL's counters.
+fn timed_wal_run(
+    dir: &std::path::Path,
+    options: WalOptions,
+    batches: &[strata_wal::Batch],
+    writers: u32,
+    sync: bool,
+) -> Result<(Duration, strata_wal::WalStats)> {
+    let (wal, _) = open_os_wal(dir, options)?;
+    let elapsed = append_timed(&wal, batches, batches.len() as u64, writers as usize, sync)?;
+    let stats = wal.stats();
+    wal.close()?;
+    std::fs::remove_dir_all(dir).map_err(|e| Error::io("remove", dir, e))?;
+    Ok((elapsed, stats))
 }
 
 fn ratio_percent(a: f64, b: f64) -> f64 {
