@@ -10,7 +10,7 @@
 //! its own WAL directory; segments are released between samples so that a long run does
 //! not fill the disk (release happens outside the timed part).
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::cast_possible_truncation)]
 // criterion_group! defines an undocumented `pub fn benches`.
 #![allow(missing_docs)]
 

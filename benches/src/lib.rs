@@ -6,6 +6,8 @@
 //! - [`hw`]: the hardware limits measured in the same run, which every figure is a ratio to.
 //! - [`wal_append`]: pre-built batches appended to a WAL on the real file system, timed.
 
+#![forbid(unsafe_code)]
+
 pub mod hw;
 pub mod wal_append;
 pub mod workload;

@@ -4,6 +4,8 @@
 //! Each subcommand lives in its own module under `cli/`; `main` only parses and reports
 //! errors, so that a new subcommand (`run --preset ...`) is one enum variant and one module.
 
+#![forbid(unsafe_code)]
+
 mod cli;
 
 use std::process::ExitCode;

@@ -3,3 +3,5 @@
 //!
 //! Not built yet: it arrives with the compaction issue (#6). This crate exists now so that
 //! the workspace shows the data flow and the crate graph.
+
+#![forbid(unsafe_code)]

@@ -6,5 +6,7 @@
 //! - [`vfs`]: the file-system seam (OS, simulated crashable disk, fault injection);
 //! - [`wal`]: the write-ahead log with group commit and recovery.
 
+#![forbid(unsafe_code)]
+
 pub use strata_vfs as vfs;
 pub use strata_wal as wal;

@@ -6,6 +6,8 @@
 //! variables (see each test) so that CI runs a meaningful size and a long run can go
 //! further; every failure message carries the seed and the operation index that replay it.
 
+#![forbid(unsafe_code)]
+
 pub mod summary;
 pub mod wal_workload;
 

@@ -7,7 +7,7 @@
 //!
 //! Size: `STRATA_WAL_CRASH_BATCHES` batches per writer (default 500, 4 writers). Each
 //! failure message names the operation index and the seed that replay it.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::cast_possible_truncation)]
 
 use std::sync::Arc;
 

@@ -21,6 +21,8 @@
 //!   the same path, from this process or another, fails with [`FsErrorKind::Locked`] until
 //!   the returned [`LockGuard`] is dropped.
 
+#![forbid(unsafe_code)]
+
 mod error;
 mod fault;
 mod os;
@@ -77,6 +79,13 @@ pub trait File: Send + Sync + Debug {
     fn sync_data(&self) -> Result<()>;
     /// Cuts the file to `len` bytes.
     fn truncate(&self, len: u64) -> Result<()>;
+    /// The OS file behind this handle, if there is one and reads may bypass the seam: the
+    /// SSTable reader maps sealed tables into memory through it. Simulated and
+    /// fault-injecting files return `None`, so that every read of theirs goes through
+    /// `read_at` where it can be observed and failed.
+    fn as_os_file(&self) -> Option<&std::fs::File> {
+        None
+    }
 }
 
 /// Holds an exclusive lock taken by [`FileSystem::lock`]; dropping it releases the lock.

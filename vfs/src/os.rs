@@ -143,6 +143,10 @@ impl File for OsFile {
         self.file.sync_data().map_err(|e| FsError::from_io(OpKind::SyncData, &self.path, e))
     }
 
+    fn as_os_file(&self) -> Option<&fs::File> {
+        Some(&self.file)
+    }
+
     fn truncate(&self, len: u64) -> Result<()> {
         self.file.set_len(len).map_err(|e| {
             FsError::from_io(OpKind::Truncate, &self.path, e).with_detail(format!("to {len} bytes"))

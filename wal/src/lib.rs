@@ -15,6 +15,8 @@
 //! fsynced; `sync = false` returns after the bytes were handed to the OS. After any failed
 //! write or fsync the log is poisoned: every later call fails until it is reopened.
 
+#![forbid(unsafe_code)]
+
 mod batch;
 mod commit;
 mod log;

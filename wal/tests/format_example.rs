@@ -1,6 +1,6 @@
 //! Pins the worked example of docs/format/wal.md: if this test fails, the format changed and
 //! the document (and the format version) must change with it.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::cast_possible_truncation)]
 
 use std::path::Path;
 use std::sync::Arc;

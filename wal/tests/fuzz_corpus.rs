@@ -1,7 +1,7 @@
 //! Replays the committed seed corpus of the WAL fuzz targets (`fuzz/corpus/wal_*`) and a
 //! stream of random and mutated inputs through the same entry points, so that the decoders
 //! are exercised on stable Rust in every CI run, not only under cargo-fuzz.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::cast_possible_truncation)]
 
 use std::path::Path;
 

@@ -9,7 +9,7 @@
 //! and a `sync = true` caller only after an fsync covered it; seqnos are written in order
 //! with no gap or duplicate; a failed group fails its callers and every later one.
 #![cfg(loom)]
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::cast_possible_truncation)]
 
 use loom::sync::{Arc, Mutex};
 use loom::thread;

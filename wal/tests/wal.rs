@@ -1,7 +1,7 @@
 //! Behaviour of the WAL as a whole on the simulated disk, the fault injector and the OS:
 //! round trips, rotation and release, torn tails, mid-log corruption in both recovery
 //! modes, bad input, poisoning and the background sync.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::cast_possible_truncation)]
 
 use std::path::Path;
 use std::sync::Arc;

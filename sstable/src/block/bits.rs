@@ -1,0 +1,156 @@
+//! Bit transposition of fixed-width values (Blosc's "bitshuffle"), the values column of a
+//! block when every value has the same length w.
+//!
+//! ```text
+//! w bytes      count[j] (0..=8): the low bit planes stored for byte column j; every record
+//!              has 0 in the bits above
+//! planes       for j in 0..w, for b in 0..count[j]: ceil(n / 8) bytes, whose byte g bit k is
+//!              bit b of byte j of record 8g + k (0 past the last record)
+//! ```
+//!
+//! Byte j of a record is a field byte: a uniform byte yields 8 random planes (no loss), a
+//! small field (a device id below 4) only 2, a zero byte none, and a skewed field planes of
+//! mostly equal bits. So most of what zstd would have to find is gone before it runs, and
+//! what is left is close to incompressible.
+//!
+//! Both directions work in tiles of 8 records, one `u64` per byte column (8x8 bit transposes
+//! for the planes, 8x8 byte transposes for the records), several times faster than moving
+//! single bits or bytes. Sizes come from the caller, who checked them against the body.
+
+use crate::varint::Reader;
+
+/// Reads bit-transposed values of `n` records of `width` bytes.
+pub(super) fn read_planes(r: &mut Reader<'_>, width: usize, n: usize) -> Result<Vec<u8>, String> {
+    let counts = r.bytes(width)?;
+    if let Some(count) = counts.iter().find(|&&count| count > 8) {
+        return Err(format!("{count} bit planes in a byte column"));
+    }
+    let planes = counts.iter().map(|&count| usize::from(count)).sum::<usize>() * n.div_ceil(8);
+    Ok(unbitshuffle(counts, r.bytes(planes)?, width, n))
+}
+
+/// Transposes the 8x8 bit matrix whose row k is byte k of `x`: bit b of byte k moves to bit k
+/// of byte b (Hacker's Delight, 7-8).
+pub(super) fn transpose8(mut x: u64) -> u64 {
+    let t = (x ^ (x >> 7)) & 0x00aa_00aa_00aa_00aa;
+    x ^= t ^ (t << 7);
+    let t = (x ^ (x >> 14)) & 0x0000_cccc_0000_cccc;
+    x ^= t ^ (t << 14);
+    let t = (x ^ (x >> 28)) & 0x0000_0000_f0f0_f0f0;
+    x ^ t ^ (t << 28)
+}
+
+/// Appends `values` (records of `width` bytes) bit-transposed: one byte per byte column j,
+/// the number k of its low bit planes stored (higher bits are 0 in every record), then those
+/// planes, column after column, `ceil(n / 8)` bytes each, bit b of byte j of record i at bit
+/// `i % 8` of byte `i / 8` of plane b.
+pub(super) fn bitshuffle(values: &[u8], width: usize, out: &mut Vec<u8>) {
+    let groups = (values.len() / width).div_ceil(8);
+    let words = byte_columns(values, width, groups);
+    let columns = words.chunks_exact(groups).take(width);
+    let planes = |column: &[u64]| {
+        let or =
+            column.iter().fold(0, |acc, word| acc | word).to_le_bytes().iter().fold(0u8, |acc, b| acc | b);
+        (0..8u8).rev().find(|b| or >> b & 1 == 1).map_or(0, |b| b + 1)
+    };
+    let counts: Vec<u8> = columns.clone().map(planes).collect();
+    out.extend_from_slice(&counts);
+    let mut bits = vec![0u64; groups];
+    for (column, &count) in columns.zip(&counts) {
+        bits.iter_mut().zip(column).for_each(|(bits, &word)| *bits = transpose8(word));
+        for b in 0..usize::from(count) {
+            out.extend(bits.iter().map(|word| word.to_le_bytes()[b]));
+        }
+    }
+}
+
+/// `words[j * groups + g]`: byte j of records `8g..8g + 8` of `values`, one per byte, for
+/// `width` rounded up to 8 columns (the extra ones and missing records are 0).
+fn byte_columns(values: &[u8], width: usize, groups: usize) -> Vec<u64> {
+    let wide = width.div_ceil(8) * 8;
+    let mut words = vec![0u64; wide * groups];
+    for (g, records) in values.chunks(8 * width).enumerate() {
+        for tile in 0..wide / 8 {
+            let mut rows = [0u64; 8];
+            for (row, record) in rows.iter_mut().zip(records.chunks_exact(width)) {
+                let mut bytes = [0u8; 8];
+                bytes.iter_mut().zip(record.iter().skip(tile * 8)).for_each(|(dst, src)| *dst = *src);
+                *row = u64::from_le_bytes(bytes);
+            }
+            transpose_bytes(&mut rows);
+            for (jj, row) in rows.into_iter().enumerate() {
+                if let Some(word) = words.get_mut((tile * 8 + jj) * groups + g) {
+                    *word = row;
+                }
+            }
+        }
+    }
+    words
+}
+
+/// Transposes the 8x8 byte matrix whose row r is `rows[r]` (byte c of a row is column c):
+/// swap 4x4 blocks, then 2x2 blocks within them, then single bytes.
+pub(super) fn transpose_bytes(rows: &mut [u64; 8]) {
+    for (pairs, shift, mask) in [
+        ([(0, 4), (1, 5), (2, 6), (3, 7)], 32, 0x0000_0000_ffff_ffff),
+        ([(0, 2), (1, 3), (4, 6), (5, 7)], 16, 0x0000_ffff_0000_ffff),
+        ([(0, 1), (2, 3), (4, 5), (6, 7)], 8, 0x00ff_00ff_00ff_00ff),
+    ] {
+        for (x, y) in pairs {
+            let t = ((rows[x] >> shift) ^ rows[y]) & mask;
+            rows[x] ^= t << shift;
+            rows[y] ^= t;
+        }
+    }
+}
+
+/// Inverse of [`bitshuffle`] for `n` records: `counts` holds the planes stored per column. Works in
+/// tiles of 8 records: bit planes to one word per byte column, then 8x8 byte transposes,
+/// several times faster than moving single bits or bytes.
+fn unbitshuffle(counts: &[u8], planes: &[u8], width: usize, n: usize) -> Vec<u8> {
+    let groups = n.div_ceil(8);
+    let wide = width.div_ceil(8) * 8;
+    let words = plane_words(counts, planes, wide, groups);
+    let mut padded = vec![0u8; 8 * groups * wide];
+    for (g, records) in padded.chunks_exact_mut(8 * wide).enumerate() {
+        for tile in 0..wide / 8 {
+            let mut rows: [u64; 8] =
+                std::array::from_fn(|jj| words.get((tile * 8 + jj) * groups + g).copied().unwrap_or(0));
+            transpose_bytes(&mut rows);
+            for (record, row) in records.chunks_exact_mut(wide).zip(rows) {
+                if let Some(dst) = record.get_mut(tile * 8..tile * 8 + 8) {
+                    dst.copy_from_slice(&row.to_le_bytes());
+                }
+            }
+        }
+    }
+    if wide == width {
+        padded.truncate(n * width);
+        return padded;
+    }
+    padded.chunks_exact(wide).take(n).flat_map(|record| record.iter().take(width)).copied().collect()
+}
+
+/// The inverse of the bit transposes in [`bitshuffle`]: the [`byte_columns`] words of
+/// `wide` columns from their stored planes.
+fn plane_words(counts: &[u8], planes: &[u8], wide: usize, groups: usize) -> Vec<u64> {
+    let zero = vec![0u8; groups];
+    let mut words = vec![0u64; wide * groups];
+    let mut rest = planes;
+    for (column, &count) in words.chunks_exact_mut(groups).zip(counts) {
+        let (stored, tail) = rest.split_at(rest.len().min(usize::from(count) * groups));
+        rest = tail;
+        if count == 0 {
+            continue;
+        }
+        let mut p = stored.chunks_exact(groups);
+        let mut next = || p.next().unwrap_or(&zero).iter();
+        let (p0, p1, p2, p3, p4, p5, p6, p7) =
+            (next(), next(), next(), next(), next(), next(), next(), next());
+        let bytes = p0.zip(p1).zip(p2).zip(p3).zip(p4).zip(p5).zip(p6).zip(p7);
+        for (word, (((((((b0, b1), b2), b3), b4), b5), b6), b7)) in column.iter_mut().zip(bytes) {
+            *word = transpose8(u64::from_le_bytes([*b0, *b1, *b2, *b3, *b4, *b5, *b6, *b7]));
+        }
+    }
+    words
+}

@@ -1,0 +1,205 @@
+//! Iterators over a table: one user's ts range forward and newest-first, and the whole table
+//! for compaction. They yield every version with its seqno and kind; visibility is the
+//! engine's business. An error (a damaged block) is yielded once and ends the iteration.
+
+use std::sync::Arc;
+
+use crate::block::DecodedBlock;
+use crate::table::Table;
+use crate::{Entry, Result};
+
+/// Forward iterator over one user's entries with `lo <= ts <= hi`.
+pub struct UserIter {
+    table: Table,
+    user: u64,
+    lo: i64,
+    hi: i64,
+    block_index: usize,
+    block: Option<Arc<DecodedBlock>>,
+    pos: usize,
+    done: bool,
+}
+
+impl UserIter {
+    pub(crate) fn new(table: Table, user: u64, lo: i64, hi: i64) -> Self {
+        let done = lo > hi || !table.may_contain_user(user);
+        let block_index = table.seek_block(user, lo);
+        UserIter { table, user, lo, hi, block_index, block: None, pos: 0, done }
+    }
+
+    fn step(&mut self) -> Result<Option<Entry>> {
+        loop {
+            let block = match &self.block {
+                Some(block) => Arc::clone(block),
+                None => {
+                    if self.block_index >= self.table.block_count()
+                        || self.table.block_handle(self.block_index).first > (self.user, self.hi)
+                    {
+                        return Ok(None);
+                    }
+                    let block = self.table.block(self.block_index)?;
+                    self.pos = block.lower_bound(self.user, self.lo);
+                    self.block = Some(Arc::clone(&block));
+                    block
+                }
+            };
+            if self.pos < block.len() {
+                let Some(entry) = block.entry(self.pos) else { return Ok(None) };
+                if entry.user != self.user || entry.ts > self.hi {
+                    return Ok(None);
+                }
+                self.pos += 1;
+                return Ok(Some(entry));
+            }
+            self.block = None;
+            self.block_index += 1;
+        }
+    }
+}
+
+impl Iterator for UserIter {
+    type Item = Result<Entry>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.done {
+            return None;
+        }
+        let item = self.step().transpose();
+        if !matches!(item, Some(Ok(_))) {
+            self.done = true;
+        }
+        item
+    }
+}
+
+/// Reverse iterator over one user's entries with `lo <= ts <= hi`: newest timestamp first,
+/// the exact reverse of table order.
+pub struct UserRevIter {
+    table: Table,
+    user: u64,
+    lo: i64,
+    hi: i64,
+    /// The block being read, as `block_index + 1` so that 0 means "before the first block".
+    next_block: usize,
+    block: Option<Arc<DecodedBlock>>,
+    /// Entries before `pos` in the current block are still to be yielded.
+    pos: usize,
+    done: bool,
+}
+
+impl UserRevIter {
+    pub(crate) fn new(table: Table, user: u64, lo: i64, hi: i64) -> Self {
+        let done = lo > hi || !table.may_contain_user(user);
+        // The last block whose first key is at or before (user, hi).
+        let (mut a, mut b) = (0, table.block_count());
+        while a < b {
+            let mid = a + (b - a) / 2;
+            if table.block_handle(mid).first <= (user, hi) {
+                a = mid + 1;
+            } else {
+                b = mid;
+            }
+        }
+        UserRevIter { table, user, lo, hi, next_block: a, block: None, pos: 0, done }
+    }
+
+    fn step(&mut self) -> Result<Option<Entry>> {
+        loop {
+            let block = match &self.block {
+                Some(block) => Arc::clone(block),
+                None => {
+                    if self.next_block == 0
+                        || self.table.block_handle(self.next_block - 1).last < (self.user, self.lo)
+                    {
+                        return Ok(None);
+                    }
+                    self.next_block -= 1;
+                    let block = self.table.block(self.next_block)?;
+                    self.pos = match self.hi.checked_add(1) {
+                        Some(after) => block.lower_bound(self.user, after),
+                        None => block.user_range(self.user).end.max(block.lower_bound(self.user, i64::MAX)),
+                    };
+                    self.block = Some(Arc::clone(&block));
+                    block
+                }
+            };
+            if self.pos > 0 {
+                let Some(entry) = block.entry(self.pos - 1) else { return Ok(None) };
+                if entry.user != self.user || entry.ts < self.lo {
+                    return Ok(None);
+                }
+                self.pos -= 1;
+                return Ok(Some(entry));
+            }
+            self.block = None;
+        }
+    }
+}
+
+impl Iterator for UserRevIter {
+    type Item = Result<Entry>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.done {
+            return None;
+        }
+        let item = self.step().transpose();
+        if !matches!(item, Some(Ok(_))) {
+            self.done = true;
+        }
+        item
+    }
+}
+
+/// Every entry of a table in table order.
+pub struct TableIter {
+    table: Table,
+    block_index: usize,
+    block: Option<Arc<DecodedBlock>>,
+    pos: usize,
+    done: bool,
+}
+
+impl TableIter {
+    pub(crate) fn new(table: Table) -> Self {
+        TableIter { table, block_index: 0, block: None, pos: 0, done: false }
+    }
+
+    fn step(&mut self) -> Result<Option<Entry>> {
+        loop {
+            let block = match &self.block {
+                Some(block) => Arc::clone(block),
+                None => {
+                    if self.block_index >= self.table.block_count() {
+                        return Ok(None);
+                    }
+                    let block = self.table.block(self.block_index)?;
+                    self.pos = 0;
+                    self.block = Some(Arc::clone(&block));
+                    block
+                }
+            };
+            if let Some(entry) = block.entry(self.pos) {
+                self.pos += 1;
+                return Ok(Some(entry));
+            }
+            self.block = None;
+            self.block_index += 1;
+        }
+    }
+}
+
+impl Iterator for TableIter {
+    type Item = Result<Entry>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.done {
+            return None;
+        }
+        let item = self.step().transpose();
+        if !matches!(item, Some(Ok(_))) {
+            self.done = true;
+        }
+        item
+    }
+}

@@ -1,0 +1,347 @@
+//! [`Table`]: the reader of a sealed table.
+//!
+//! `open` checks, before anything is served: the footer (magic, checksum, version), that the
+//! data, metadata and footer regions tile the file exactly, the metadata checksum, and every
+//! index entry (blocks contiguous from offset 0 to the metadata, keys ascending, counts adding
+//! up). A block is checked against the xxh3 its index entry holds before it is decoded, and
+//! its decoded keys against the index entry. Damage is an [`SstError::Corruption`] naming the
+//! file and offset; it is never returned as data.
+//!
+//! Decoded blocks live in the shared [`BlockCache`], keyed by a per-open table id and the
+//! block offset.
+
+// u64 file offsets become usize slice indices; lib.rs refuses non-64-bit targets, so these
+// casts never truncate, and every index is still bounds-checked (`get`) before use.
+#![allow(clippy::cast_possible_truncation)]
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use strata_vfs::FileSystem;
+use xxhash_rust::xxh3::xxh3_64;
+
+use crate::block::DecodedBlock;
+use crate::cache::CacheKey;
+use crate::filter::Filter;
+use crate::format::{
+    i64_at, u64_at, BlockHandle, Footer, FooterError, TableStats, FOOTER_LEN, INDEX_ENTRY_LEN,
+    RANGE_DELETE_LEN,
+};
+use crate::mmap::TableBytes;
+use crate::{BlockCache, Entry, Result, SstError};
+
+/// Ids for cache keys: unique per opened table in this process, so a reused file name never
+/// serves another table's cached blocks.
+static NEXT_TABLE_ID: AtomicU64 = AtomicU64::new(1);
+
+/// An open, sealed table. Cheap to clone; clones share the mapping.
+#[derive(Clone)]
+pub struct Table {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    path: PathBuf,
+    id: u64,
+    bytes: TableBytes,
+    footer: Footer,
+    filter_at: usize,
+    rangedel_at: usize,
+    cache: Arc<BlockCache>,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        // The id is never reused, so the blocks would only be evicted by pressure; free
+        // the budget now.
+        self.cache.remove_table(self.id);
+    }
+}
+
+impl std::fmt::Debug for Table {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Table")
+            .field("path", &self.inner.path)
+            .field("stats", &self.inner.footer.stats)
+            .finish()
+    }
+}
+
+impl Table {
+    /// Opens and checks the table at `path`; see the module doc.
+    pub fn open(fs: &dyn FileSystem, path: &Path, cache: Arc<BlockCache>) -> Result<Table> {
+        let bytes = TableBytes::open(fs, path)?;
+        let data = bytes.as_slice();
+        let file = path.to_path_buf();
+        let footer = Footer::decode(data).map_err(|err| match err {
+            FooterError::NotATable(reason) => SstError::NotATable { file: file.clone(), reason },
+            FooterError::Damaged(offset, reason) => {
+                SstError::Corruption { file: file.clone(), offset: offset as u64, reason }
+            }
+            FooterError::Version(version) => SstError::UnsupportedVersion {
+                file: file.clone(),
+                version,
+                supported: crate::format::TABLE_VERSION,
+            },
+        })?;
+        let (filter_at, rangedel_at) = check_regions(&file, data, &footer)?;
+        let inner = Inner {
+            path: file,
+            id: NEXT_TABLE_ID.fetch_add(1, Ordering::Relaxed),
+            footer: Footer { stats: TableStats { file_bytes: data.len() as u64, ..footer.stats }, ..footer },
+            filter_at,
+            rangedel_at,
+            bytes,
+            cache,
+        };
+        let table = Table { inner: Arc::new(inner) };
+        table.check_index()?;
+        Ok(table)
+    }
+
+    /// The table's path.
+    pub fn path(&self) -> &Path {
+        &self.inner.path
+    }
+
+    /// The table's stats, from its footer.
+    pub fn stats(&self) -> TableStats {
+        self.inner.footer.stats
+    }
+
+    /// The id of this open table in the block cache.
+    pub fn cache_id(&self) -> u64 {
+        self.inner.id
+    }
+
+    fn corruption(&self, offset: u64, reason: impl Into<String>) -> SstError {
+        SstError::Corruption { file: self.inner.path.clone(), offset, reason: reason.into() }
+    }
+
+    /// Number of data blocks.
+    pub fn block_count(&self) -> usize {
+        self.inner.footer.stats.blocks as usize
+    }
+
+    /// The index entry of block `i`. Every entry below `block_count()` was checked at open;
+    /// past it, an empty handle whose keys sort after everything is returned.
+    pub fn block_handle(&self, i: usize) -> BlockHandle {
+        let at = self.inner.footer.index_offset as usize + i * INDEX_ENTRY_LEN;
+        let bytes = self.inner.bytes.as_slice();
+        bytes.get(at..at + INDEX_ENTRY_LEN).and_then(BlockHandle::decode).unwrap_or(BlockHandle {
+            offset: 0,
+            len: 0,
+            entry_count: 0,
+            first: (u64::MAX, i64::MAX),
+            last: (u64::MAX, i64::MAX),
+            min_ts: 0,
+            max_ts: 0,
+            checksum: 0,
+        })
+    }
+
+    fn check_index(&self) -> Result<()> {
+        let footer = &self.inner.footer;
+        let mut expected_offset = 0u64;
+        let mut previous_last: Option<(u64, i64)> = None;
+        let mut entries = 0u64;
+        for i in 0..self.block_count() {
+            let at = footer.index_offset + (i * INDEX_ENTRY_LEN) as u64;
+            let h = self.block_handle(i);
+            let bad = |reason: String| self.corruption(at, format!("index entry {i}: {reason}"));
+            if h.offset != expected_offset {
+                return Err(bad(format!(
+                    "block at {} but the previous one ends at {expected_offset}",
+                    h.offset
+                )));
+            }
+            expected_offset = h.offset + u64::from(h.len);
+            if expected_offset > footer.index_offset {
+                return Err(bad(format!(
+                    "block ends at {expected_offset}, past the data end {}",
+                    footer.index_offset
+                )));
+            }
+            if h.entry_count == 0 || h.first > h.last || previous_last.is_some_and(|p| p > h.first) {
+                return Err(bad("keys out of order or an empty block".into()));
+            }
+            previous_last = Some(h.last);
+            entries += u64::from(h.entry_count);
+        }
+        if expected_offset != footer.index_offset || entries != footer.stats.entries {
+            return Err(
+                self.corruption(footer.index_offset, "index does not cover the data blocks and entries")
+            );
+        }
+        Ok(())
+    }
+
+    /// Whether the user filter admits `user` (false: the table surely has no entry of it).
+    pub fn may_contain_user(&self, user: u64) -> bool {
+        let stats = &self.inner.footer.stats;
+        if stats.entries == 0 {
+            return false;
+        }
+        let first = self.block_handle(0).first.0;
+        let last = self.block_handle(self.block_count().saturating_sub(1)).last.0;
+        if user < first || user > last {
+            return false;
+        }
+        self.filter().is_none_or(|filter| filter.may_contain(user))
+    }
+
+    fn filter(&self) -> Option<Filter<'_>> {
+        let footer = &self.inner.footer;
+        let bytes = self.inner.bytes.as_slice();
+        let range = self.inner.filter_at..self.inner.filter_at + footer.filter_len as usize;
+        // Checked at open: an undecodable filter never gets this far.
+        bytes.get(range).and_then(|b| Filter::decode(b).ok())
+    }
+
+    /// The decoded block `i`, from the cache or read, checked and decoded.
+    pub fn block(&self, i: usize) -> Result<Arc<DecodedBlock>> {
+        let handle = self.block_handle(i);
+        let key = CacheKey { table: self.inner.id, offset: handle.offset };
+        self.inner.cache.get_or_insert_with(key, || self.load_block(&handle))
+    }
+
+    fn load_block(&self, handle: &BlockHandle) -> Result<(DecodedBlock, usize)> {
+        let start = handle.offset as usize;
+        let raw = self
+            .inner
+            .bytes
+            .as_slice()
+            .get(start..start + handle.len as usize)
+            .ok_or_else(|| self.corruption(handle.offset, "block past the end of the file"))?;
+        if xxh3_64(raw) != handle.checksum {
+            return Err(self.corruption(handle.offset, "block checksum mismatch"));
+        }
+        let block = DecodedBlock::decode(raw).map_err(|reason| self.corruption(handle.offset, reason))?;
+        let first = block.user(0).zip(block.ts(0));
+        let last = block.len().checked_sub(1).and_then(|i| block.user(i).zip(block.ts(i)));
+        if block.len() != handle.entry_count as usize
+            || first != Some(handle.first)
+            || last != Some(handle.last)
+        {
+            return Err(self.corruption(handle.offset, "block does not hold the keys its index entry names"));
+        }
+        let charge = block.mem_size();
+        Ok((block, charge))
+    }
+
+    /// The first block whose last key is at or after `(user, ts)`.
+    pub(crate) fn seek_block(&self, user: u64, ts: i64) -> usize {
+        let (mut lo, mut hi) = (0, self.block_count());
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            if self.block_handle(mid).last < (user, ts) {
+                lo = mid + 1;
+            } else {
+                hi = mid;
+            }
+        }
+        lo
+    }
+
+    /// Every version stored at `(user, ts)`, newest first, followed by the range deletes of
+    /// the table that cover `ts`. The engine resolves visibility by seqno.
+    pub fn get(&self, user: u64, ts: i64) -> Result<Vec<Entry>> {
+        let mut found = Vec::new();
+        if !self.may_contain_user(user) {
+            return Ok(found);
+        }
+        for entry in self.user_range(user, ts, ts) {
+            found.push(entry?);
+        }
+        // Range deletes come from the range-delete list below, which also has those that
+        // start before `ts` and cover it.
+        found.retain(|e| e.kind != crate::Kind::RangeDelete);
+        for range in self.range_deletes(user)? {
+            if range.ts <= ts && range.range_last().is_some_and(|last| ts <= last) {
+                found.push(range);
+            }
+        }
+        Ok(found)
+    }
+
+    /// The range deletes of `user` in this table, in table order.
+    pub fn range_deletes(&self, user: u64) -> Result<Vec<Entry>> {
+        let footer = &self.inner.footer;
+        let bytes = self.inner.bytes.as_slice();
+        let start = self.inner.rangedel_at;
+        let records = bytes.get(start..start + footer.rangedel_len as usize).unwrap_or(&[]);
+        let count = records.len() / RANGE_DELETE_LEN;
+        let user_at = |i: usize| u64_at(records, i * RANGE_DELETE_LEN);
+        let (mut lo, mut hi) = (0, count);
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            if user_at(mid) < user {
+                lo = mid + 1;
+            } else {
+                hi = mid;
+            }
+        }
+        let mut out = Vec::new();
+        for i in lo..count {
+            let at = i * RANGE_DELETE_LEN;
+            if user_at(i) != user {
+                break;
+            }
+            let (first, last, seqno) =
+                (i64_at(records, at + 8), i64_at(records, at + 16), u64_at(records, at + 24));
+            if last < first {
+                return Err(self.corruption((start + at) as u64, "inverted range delete"));
+            }
+            out.push(Entry::range_delete(user, first, last, seqno));
+        }
+        Ok(out)
+    }
+
+    /// Entries of `user` with `lo <= ts <= hi`, in table order (ts ascending, newest version
+    /// first); range deletes appear at their first timestamp.
+    pub fn user_range(&self, user: u64, lo: i64, hi: i64) -> crate::iter::UserIter {
+        crate::iter::UserIter::new(self.clone(), user, lo, hi)
+    }
+
+    /// Entries of `user` with `lo <= ts <= hi`, newest timestamp first (the exact reverse of
+    /// table order): what "latest N" reads.
+    pub fn user_range_rev(&self, user: u64, lo: i64, hi: i64) -> crate::iter::UserRevIter {
+        crate::iter::UserRevIter::new(self.clone(), user, lo, hi)
+    }
+
+    /// Every entry of the table in table order, for compaction.
+    pub fn iter(&self) -> crate::iter::TableIter {
+        crate::iter::TableIter::new(self.clone())
+    }
+}
+
+/// Checks that data, index, filter, range deletes and footer tile the file, the metadata
+/// checksum, and the filter header; returns where the filter and range deletes start.
+fn check_regions(file: &Path, data: &[u8], footer: &Footer) -> Result<(usize, usize)> {
+    let corrupt =
+        |offset: u64, reason: String| SstError::Corruption { file: file.to_path_buf(), offset, reason };
+    let footer_at = (data.len() - FOOTER_LEN) as u64;
+    let meta_end = footer
+        .index_offset
+        .checked_add(footer.index_len)
+        .and_then(|v| v.checked_add(footer.filter_len))
+        .and_then(|v| v.checked_add(footer.rangedel_len));
+    if meta_end != Some(footer_at) {
+        return Err(corrupt(footer_at, "metadata lengths do not reach the footer".into()));
+    }
+    let meta = &data[footer.index_offset as usize..footer_at as usize];
+    if xxh3_64(meta) != footer.meta_checksum {
+        return Err(corrupt(footer.index_offset, "metadata checksum mismatch".into()));
+    }
+    let stats = &footer.stats;
+    if footer.index_len != u64::from(stats.blocks) * INDEX_ENTRY_LEN as u64
+        || footer.rangedel_len != stats.range_deletes * RANGE_DELETE_LEN as u64
+    {
+        return Err(corrupt(footer_at, "index or range-delete length does not match the counts".into()));
+    }
+    let filter_at = (footer.index_offset + footer.index_len) as usize;
+    let rangedel_at = filter_at + footer.filter_len as usize;
+    Filter::decode(&data[filter_at..rangedel_at]).map_err(|reason| corrupt(filter_at as u64, reason))?;
+    Ok((filter_at, rangedel_at))
+}

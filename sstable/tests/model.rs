@@ -1,0 +1,161 @@
+//! Model test: random sets of entries are built into tables and read back through every
+//! access path; the answers must match a plain sorted `Vec` / `BTreeMap` model.
+//!
+//! The sets include several versions of one key, point and range tombstones, users with no
+//! entries, the edge timestamps i64::MIN, -1, 0 and i64::MAX, and the users 0 and u64::MAX.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::cast_possible_truncation)]
+
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::sync::Arc;
+
+use proptest::prelude::*;
+use strata_sstable::block::Compression;
+use strata_sstable::{table_order, BlockCache, Entry, Kind, Table, TableBuilder, TableMeta, TableOptions};
+use strata_vfs::{FileSystem, OsFs, SimFs};
+
+const USERS: [u64; 5] = [0, 1, 7, 1 << 40, u64::MAX];
+const TIMES: [i64; 6] = [i64::MIN, -1, 0, 1, 1_700_000_000_000_000, i64::MAX];
+
+fn arb_entry() -> impl Strategy<Value = Entry> {
+    let user = prop_oneof![prop::sample::select(USERS.to_vec()), any::<u64>()];
+    let ts = prop_oneof![prop::sample::select(TIMES.to_vec()), -50i64..50, any::<i64>()];
+    (user, ts, 1u64..1_000, 0u8..10, proptest::collection::vec(any::<u8>(), 0..40), any::<i64>()).prop_map(
+        |(user, ts, seqno, kind, payload, other)| match kind {
+            0 => Entry::delete(user, ts, seqno),
+            1 => Entry::range_delete(user, ts.min(other), ts.max(other), seqno),
+            _ => Entry::put(user, ts, seqno, payload),
+        },
+    )
+}
+
+/// Sorted, without two entries of the same (user, ts, seqno).
+fn normalize(mut entries: Vec<Entry>) -> Vec<Entry> {
+    entries.sort_by(table_order);
+    entries.dedup_by(|a, b| a.key() == b.key());
+    entries
+}
+
+fn build(
+    fs: &dyn FileSystem,
+    fs_arc: Arc<dyn FileSystem>,
+    path: &Path,
+    entries: &[Entry],
+    block_bytes: usize,
+) -> Table {
+    let options = TableOptions { block_bytes, compression: Compression::Zstd(1), ..TableOptions::default() };
+    let meta = TableMeta { partition: 3, partition_width: 1 << 20, sequence: true };
+    let mut builder = TableBuilder::create(fs_arc, path, options, meta).unwrap();
+    for entry in entries {
+        builder.add(entry).unwrap();
+    }
+    let stats = builder.finish().unwrap();
+    assert_eq!(stats.entries, entries.len() as u64);
+    Table::open(fs, path, Arc::new(BlockCache::new(1 << 20))).unwrap()
+}
+
+fn check_against_model(table: &Table, entries: &[Entry], probes: &[(u64, i64, i64)]) {
+    let all: Vec<Entry> = table.iter().map(|e| e.unwrap()).collect();
+    assert_eq!(all, entries, "whole-table iterator");
+    let users: BTreeSet<u64> = entries.iter().map(|e| e.user).collect();
+    assert_eq!(table.stats().users, users.len() as u64);
+    for &(user, a, b) in probes {
+        let (lo, hi) = (a.min(b), a.max(b));
+        let want: Vec<Entry> =
+            entries.iter().filter(|e| e.user == user && lo <= e.ts && e.ts <= hi).cloned().collect();
+        let got: Vec<Entry> = table.user_range(user, lo, hi).map(|e| e.unwrap()).collect();
+        assert_eq!(got, want, "forward user {user} {lo}..={hi}");
+        let got_rev: Vec<Entry> = table.user_range_rev(user, lo, hi).map(|e| e.unwrap()).collect();
+        let want_rev: Vec<Entry> = want.iter().rev().cloned().collect();
+        assert_eq!(got_rev, want_rev, "reverse user {user} {lo}..={hi}");
+
+        let ranges: Vec<Entry> =
+            entries.iter().filter(|e| e.user == user && e.kind == Kind::RangeDelete).cloned().collect();
+        assert_eq!(table.range_deletes(user).unwrap(), ranges, "range deletes of {user}");
+        for ts in [lo, hi] {
+            let mut want_get: Vec<Entry> = entries
+                .iter()
+                .filter(|e| e.user == user && e.ts == ts && e.kind != Kind::RangeDelete)
+                .cloned()
+                .collect();
+            want_get.extend(ranges.iter().filter(|r| r.ts <= ts && ts <= r.range_last().unwrap()).cloned());
+            assert_eq!(table.get(user, ts).unwrap(), want_get, "get {user} {ts}");
+        }
+        if !users.contains(&user) {
+            assert!(table.user_range(user, i64::MIN, i64::MAX).next().is_none());
+        }
+    }
+}
+
+fn probes_for(entries: &[Entry], extra: &[(u64, i64, i64)]) -> Vec<(u64, i64, i64)> {
+    let mut probes: Vec<(u64, i64, i64)> = extra.to_vec();
+    for e in entries.iter().step_by(3) {
+        probes.push((e.user, e.ts, e.ts));
+        probes.push((e.user, i64::MIN, i64::MAX));
+        probes.push((e.user, e.ts.saturating_sub(10), e.ts.saturating_add(10)));
+    }
+    for &user in &USERS {
+        probes.push((user, i64::MIN, i64::MAX));
+        probes.push((user.wrapping_add(2), -5, 5));
+    }
+    probes
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(96))]
+
+    #[test]
+    fn tables_answer_like_the_model(
+        raw in proptest::collection::vec(arb_entry(), 0..300),
+        block_bytes in prop::sample::select(vec![64usize, 512, 4096, 1 << 20]),
+        extra in proptest::collection::vec((any::<u64>(), any::<i64>(), any::<i64>()), 0..5),
+    ) {
+        let entries = normalize(raw);
+        let sim = SimFs::new();
+        let table = build(&sim, Arc::new(sim.clone()), Path::new("/t.sst"), &entries, block_bytes);
+        check_against_model(&table, &entries, &probes_for(&entries, &extra));
+    }
+}
+
+/// The same model check through the memory-mapped reader on the real file system.
+#[test]
+fn mapped_tables_answer_like_the_model() {
+    let mut runner = proptest::test_runner::TestRunner::new(ProptestConfig::with_cases(16));
+    let dir = tempfile::tempdir().unwrap();
+    let n = std::sync::atomic::AtomicU64::new(0);
+    runner
+        .run(&proptest::collection::vec(arb_entry(), 1..300), |raw| {
+            let entries = normalize(raw);
+            let k = n.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let path = dir.path().join(format!("{k}.sst"));
+            let os = OsFs::new();
+            let table = build(&os, Arc::new(os), &path, &entries, 256);
+            check_against_model(&table, &entries, &probes_for(&entries, &[]));
+            Ok(())
+        })
+        .unwrap();
+}
+
+#[test]
+fn many_versions_of_one_key_span_blocks_and_stay_newest_first() {
+    let mut entries: Vec<Entry> =
+        (1..=500u64).rev().map(|seqno| Entry::put(9, 42, seqno, vec![seqno as u8; 16])).collect();
+    entries.push(Entry::delete(9, 43, 7));
+    let entries = normalize(entries);
+    let sim = SimFs::new();
+    let table = build(&sim, Arc::new(sim.clone()), Path::new("/v.sst"), &entries, 128);
+    assert!(table.block_count() > 10);
+    let got = table.get(9, 42).unwrap();
+    assert_eq!(got.len(), 500);
+    assert!(got.windows(2).all(|w| w[0].seqno > w[1].seqno));
+    check_against_model(&table, &entries, &probes_for(&entries, &[(9, 42, 43)]));
+}
+
+#[test]
+fn an_empty_table_reads_as_empty() {
+    let sim = SimFs::new();
+    let table = build(&sim, Arc::new(sim.clone()), Path::new("/e.sst"), &[], 4096);
+    assert_eq!(table.iter().count(), 0);
+    assert!(table.get(0, 0).unwrap().is_empty());
+    assert!(!table.may_contain_user(0));
+}
