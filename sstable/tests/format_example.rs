@@ -1,0 +1,44 @@
+//! Pins the worked example of docs/format/sstable.md: if this test fails, the format changed
+//! and the document (and the format version) must change with it.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::cast_possible_truncation)]
+
+use std::path::Path;
+use std::sync::Arc;
+
+use strata_sstable::block::Compression;
+use strata_sstable::{BlockCache, Entry, Table, TableBuilder, TableMeta, TableOptions};
+use strata_vfs::SimFs;
+
+const EXAMPLE_HEX: &str = include_str!("format_example.hex");
+
+fn hex(bytes: &[u8]) -> String {
+    bytes
+        .chunks(16)
+        .enumerate()
+        .map(|(row, chunk)| {
+            let cells: Vec<String> = chunk.iter().map(|b| format!("{b:02x}")).collect();
+            format!("{:04x}  {}", row * 16, cells.join(" "))
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+#[test]
+fn the_worked_example_of_the_format_doc_is_what_the_builder_writes() {
+    let fs = SimFs::new();
+    let path = Path::new("/000007.sst");
+    let options = TableOptions { compression: Compression::None, filter_bits_per_user: 10, ..TableOptions::default() };
+    let meta = TableMeta { partition: 19_675, partition_width: 86_400_000_000, sequence: true };
+    let mut builder = TableBuilder::create(Arc::new(fs.clone()), path, options, meta).unwrap();
+    builder.add(&Entry::put(42, 1_700_000_000_000_000, 1, b"view".to_vec())).unwrap();
+    builder.add(&Entry::delete(42, 1_700_000_000_000_005, 2)).unwrap();
+    builder.finish().unwrap();
+    let bytes = fs.contents(path).unwrap();
+    let table = Table::open(&fs, path, Arc::new(BlockCache::new(1 << 20))).unwrap();
+    assert_eq!(table.iter().count(), 2);
+    let got = hex(&bytes);
+    if std::env::var_os("PRINT_EXAMPLE").is_some() {
+        println!("{got}");
+    }
+    assert_eq!(got.trim(), EXAMPLE_HEX.trim(), "the table format changed: update docs/format/sstable.md");
+}
