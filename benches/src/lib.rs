@@ -5,10 +5,13 @@
 //!   deterministically from a seed.
 //! - [`hw`]: the hardware limits measured in the same run, which every figure is a ratio to.
 //! - [`wal_append`]: pre-built batches appended to a WAL on the real file system, timed.
+//! - [`sstable_data`]: standard-workload events as SSTable entries, a timed table build, the
+//!   byte split of a table, and the query users.
 
 #![forbid(unsafe_code)]
 
 pub mod hw;
+pub mod sstable_data;
 pub mod wal_append;
 pub mod workload;
 
@@ -20,6 +23,9 @@ pub enum Error {
     /// The WAL failed.
     #[error(transparent)]
     Wal(#[from] strata_wal::WalError),
+    /// An SSTable operation failed.
+    #[error(transparent)]
+    Sst(#[from] strata_sstable::SstError),
     /// A file operation of a baseline loop or of the CLI failed.
     #[error("{op} {path}: {source}")]
     Io {

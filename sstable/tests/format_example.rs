@@ -27,7 +27,8 @@ fn hex(bytes: &[u8]) -> String {
 fn the_worked_example_of_the_format_doc_is_what_the_builder_writes() {
     let fs = SimFs::new();
     let path = Path::new("/000007.sst");
-    let options = TableOptions { compression: Compression::None, filter_bits_per_user: 10, ..TableOptions::default() };
+    let options =
+        TableOptions { compression: Compression::None, filter_bits_per_user: 10, ..TableOptions::default() };
     let meta = TableMeta { partition: 19_675, partition_width: 86_400_000_000, sequence: true };
     let mut builder = TableBuilder::create(Arc::new(fs.clone()), path, options, meta).unwrap();
     builder.add(&Entry::put(42, 1_700_000_000_000_000, 1, b"view".to_vec())).unwrap();

@@ -66,6 +66,9 @@ fn check_against_model(table: &Table, entries: &[Entry], probes: &[(u64, i64, i6
         let got: Vec<Entry> = table.user_range(user, lo, hi).map(|e| e.unwrap()).collect();
         assert_eq!(got, want, "forward user {user} {lo}..={hi}");
         let got_rev: Vec<Entry> = table.user_range_rev(user, lo, hi).map(|e| e.unwrap()).collect();
+        let all_of_user: Vec<Entry> =
+            entries.iter().filter(|e| e.user == user).rev().take(7).cloned().collect();
+        assert_eq!(table.latest(user, 7).unwrap(), all_of_user, "latest 7 of {user}");
         let want_rev: Vec<Entry> = want.iter().rev().cloned().collect();
         assert_eq!(got_rev, want_rev, "reverse user {user} {lo}..={hi}");
 

@@ -2,6 +2,7 @@
 //! also the few formatting helpers the subcommands share.
 
 mod demo;
+mod sstable;
 mod wal;
 
 use std::path::{Path, PathBuf};
@@ -24,6 +25,9 @@ enum Command {
     Demo(demo::DemoArgs),
     /// Measure WAL append throughput next to plain write and write+fdatasync loops.
     Wal(wal::WalArgs),
+    /// Measure SSTable build throughput, bytes per event, "latest 100" latency and the user
+    /// filter against the goals of issue #3.
+    Sstable(sstable::SstableArgs),
 }
 
 /// Runs the parsed command.
@@ -31,6 +35,7 @@ pub fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Demo(args) => demo::run(&args),
         Command::Wal(args) => wal::run(&args),
+        Command::Sstable(args) => sstable::run(&args),
     }
 }
 
@@ -120,5 +125,8 @@ mod tests {
         Cli::command().debug_assert();
         let cli = Cli::try_parse_from(["strata-bench", "wal", "--sync", "--writers", "4"]).unwrap();
         assert!(matches!(cli.command, Command::Wal(_)));
+        let cli = Cli::try_parse_from(["strata-bench", "sstable", "--events", "1000", "--zstd-level", "0"])
+            .unwrap();
+        assert!(matches!(cli.command, Command::Sstable(_)));
     }
 }
