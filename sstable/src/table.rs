@@ -340,8 +340,7 @@ impl Table {
             }
             let block = self.block(i)?;
             let range = block.user_range(user);
-            let wanted = n - out.len();
-            out.extend(range.clone().rev().take(wanted).filter_map(|j| block.entry(j)));
+            block.extend_rev(range.clone(), n - out.len(), &mut out);
             if range.start > 0 {
                 // The user's oldest entry is in this block: nothing of it lies further back.
                 break;

@@ -417,6 +417,34 @@ impl DecodedBlock {
         })
     }
 
+    /// Appends up to `n` entries of `range`, last first (newest timestamp first within one
+    /// user), to `out`; returns how many. The "latest N" path: it walks the columns as equal
+    /// slices, so the per-entry work is five loads and one `Bytes` slice.
+    pub fn extend_rev(&self, range: Range<usize>, n: usize, out: &mut Vec<Entry>) -> usize {
+        let end = range.end.min(self.len());
+        let start = range.start.max(end.saturating_sub(n)).min(end);
+        let (Some(users), Some(ts), Some(seqnos), Some(kinds), Some(offsets)) = (
+            self.users.get(start..end),
+            self.ts.get(start..end),
+            self.seqnos.get(start..end),
+            self.kinds.get(start..end),
+            self.offsets.get(start..=end),
+        ) else {
+            return 0;
+        };
+        for i in (0..users.len()).rev() {
+            let (from, to) = (offsets[i] as usize, offsets[i + 1] as usize);
+            out.push(Entry {
+                user: users[i],
+                ts: ts[i],
+                seqno: seqnos[i],
+                kind: kinds[i],
+                value: self.values.slice(from..to),
+            });
+        }
+        users.len()
+    }
+
     /// User of entry `i`.
     pub fn user(&self, i: usize) -> Option<u64> {
         self.users.get(i).copied()
