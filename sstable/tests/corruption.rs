@@ -246,3 +246,28 @@ fn a_finished_table_survives_a_crash_and_an_unfinished_one_leaves_no_table() {
     sim.crash(strata_vfs::CrashMode::DurableOnly);
     assert!(sim.contents(Path::new("/db/000003.sst")).is_none());
 }
+
+#[test]
+fn invalid_options_and_bad_entries_are_refused_with_the_file_named() {
+    let sim = SimFs::new();
+    let fs: Arc<dyn FileSystem> = Arc::new(sim.clone());
+    for block_bytes in [0, 64 << 20] {
+        let options = TableOptions { block_bytes, ..TableOptions::default() };
+        let err =
+            TableBuilder::create(fs.clone(), Path::new("/x.sst"), options, TableMeta::default()).unwrap_err();
+        assert!(matches!(err, SstError::InvalidOption { name: "block_bytes", .. }), "{err}");
+    }
+    let mut builder =
+        TableBuilder::create(fs.clone(), Path::new("/y.sst"), TableOptions::default(), TableMeta::default())
+            .unwrap();
+    let inverted = Entry::range_delete(1, 10, 5, 1);
+    assert!(matches!(builder.add(&inverted), Err(SstError::BadEntry { .. })));
+    let mut delete_with_value = Entry::delete(1, 10, 1);
+    delete_with_value.value = bytes::Bytes::from_static(b"x");
+    assert!(matches!(builder.add(&delete_with_value), Err(SstError::BadEntry { .. })));
+    let huge = Entry::put(1, 10, 1, vec![0u8; strata_sstable::MAX_VALUE_BYTES + 1]);
+    match builder.add(&huge) {
+        Err(SstError::BadEntry { file, .. }) => assert_eq!(file, Path::new("/y.sst")),
+        other => panic!("oversized value: {other:?}"),
+    }
+}
