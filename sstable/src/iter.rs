@@ -8,6 +8,12 @@ use crate::block::DecodedBlock;
 use crate::table::Table;
 use crate::{Entry, Result};
 
+/// Whether an iterator stops after yielding `item`: at the end, and after an error (which is
+/// reported once, never followed by entries past the damage).
+fn ends(item: &Option<Result<Entry>>) -> bool {
+    !matches!(item, Some(Ok(_)))
+}
+
 /// Forward iterator over one user's entries with `lo <= ts <= hi`.
 pub struct UserIter {
     table: Table,
@@ -64,9 +70,7 @@ impl Iterator for UserIter {
             return None;
         }
         let item = self.step().transpose();
-        if !matches!(item, Some(Ok(_))) {
-            self.done = true;
-        }
+        self.done = ends(&item);
         item
     }
 }
@@ -139,9 +143,7 @@ impl Iterator for UserRevIter {
             return None;
         }
         let item = self.step().transpose();
-        if !matches!(item, Some(Ok(_))) {
-            self.done = true;
-        }
+        self.done = ends(&item);
         item
     }
 }
@@ -187,9 +189,7 @@ impl Iterator for TableIter {
             return None;
         }
         let item = self.step().transpose();
-        if !matches!(item, Some(Ok(_))) {
-            self.done = true;
-        }
+        self.done = ends(&item);
         item
     }
 }
