@@ -8,11 +8,27 @@ use crate::block::DecodedBlock;
 use crate::table::Table;
 use crate::{Entry, Result};
 
-/// Whether an iterator stops after yielding `item`: at the end, and after an error (which is
-/// reported once, never followed by entries past the damage).
-fn ends(item: &Option<Result<Entry>>) -> bool {
-    !matches!(item, Some(Ok(_)))
+/// The `Iterator` impl of each iterator here: `step` gives the next entry, and the iterator
+/// stops at the end and after an error, which is reported once and never followed by
+/// entries past the damage.
+macro_rules! fused_iterator {
+    ($($name:ident),*) => {$(
+        impl Iterator for $name {
+            type Item = Result<Entry>;
+
+            fn next(&mut self) -> Option<Self::Item> {
+                if self.done {
+                    return None;
+                }
+                let item = self.step().transpose();
+                self.done = !matches!(item, Some(Ok(_)));
+                item
+            }
+        }
+    )*};
 }
+
+fused_iterator!(UserIter, UserRevIter, TableIter);
 
 /// Forward iterator over one user's entries with `lo <= ts <= hi`.
 pub struct UserIter {
@@ -59,19 +75,6 @@ impl UserIter {
             self.pos = block.lower_bound(self.user, self.lo);
             self.block = Some(block);
         }
-    }
-}
-
-impl Iterator for UserIter {
-    type Item = Result<Entry>;
-
-    fn next(&mut self) -> Option<Self::Item> {
-        if self.done {
-            return None;
-        }
-        let item = self.step().transpose();
-        self.done = ends(&item);
-        item
     }
 }
 
@@ -135,19 +138,6 @@ impl UserRevIter {
     }
 }
 
-impl Iterator for UserRevIter {
-    type Item = Result<Entry>;
-
-    fn next(&mut self) -> Option<Self::Item> {
-        if self.done {
-            return None;
-        }
-        let item = self.step().transpose();
-        self.done = ends(&item);
-        item
-    }
-}
-
 /// Every entry of a table in table order.
 pub struct TableIter {
     table: Table,
@@ -178,18 +168,5 @@ impl TableIter {
             self.block = Some(self.table.block(self.block_index)?);
             self.pos = 0;
         }
-    }
-}
-
-impl Iterator for TableIter {
-    type Item = Result<Entry>;
-
-    fn next(&mut self) -> Option<Self::Item> {
-        if self.done {
-            return None;
-        }
-        let item = self.step().transpose();
-        self.done = ends(&item);
-        item
     }
 }
