@@ -26,6 +26,9 @@ pub enum Error {
     /// An SSTable operation failed.
     #[error(transparent)]
     Sst(#[from] strata_sstable::SstError),
+    /// The engine failed.
+    #[error(transparent)]
+    Db(#[from] strata::Error),
     /// A file operation of a baseline loop or of the CLI failed.
     #[error("{op} {path}: {source}")]
     Io {

@@ -1,13 +1,33 @@
 //! strata: an embedded LSM storage engine for user behavior time series keyed by
 //! `(user, timestamp)`.
 //!
-//! The `Db` handle (memtable, flush into time partitions, manifest, reads) arrives with the
-//! engine issue (#4). What is here today are the layers it stands on, re-exported:
+//! The layers it stands on are re-exported:
 //! - [`vfs`]: the file-system seam (OS, simulated crashable disk, fault injection);
 //! - [`wal`]: the write-ahead log with group commit and recovery;
 //! - [`sstable`]: time-partitioned, column-oriented, checksummed tables and their reader.
 
 #![forbid(unsafe_code)]
+
+mod batch;
+mod db;
+mod error;
+mod flush;
+pub mod manifest;
+mod memtable;
+mod open;
+mod options;
+mod publish;
+mod read;
+mod stats;
+mod version;
+
+pub use batch::{Event, WriteBatch};
+pub use db::{Db, Snapshot};
+pub use error::{Error, ErrorKind, Result};
+pub use open::{LOCK_NAME, WAL_DIR};
+pub use options::{Options, RetentionClock, WriteOptions, DAY_MICROS, MAX_PAYLOAD_BYTES};
+pub use read::RangeIter;
+pub use stats::{PartitionStats, Stats};
 
 pub use strata_sstable as sstable;
 pub use strata_vfs as vfs;

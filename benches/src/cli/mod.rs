@@ -2,6 +2,7 @@
 //! also the few formatting helpers the subcommands share.
 
 mod demo;
+mod engine;
 mod sstable;
 mod wal;
 
@@ -28,6 +29,9 @@ enum Command {
     /// Measure SSTable build throughput, bytes per event, "latest 100" latency and the user
     /// filter against the goals of issue #3.
     Sstable(sstable::SstableArgs),
+    /// Measure the embedded engine (`strata::Db`): ingest, close and reopen, "latest 100"
+    /// on settled data, and peak memory, against the goals of issue #4.
+    Engine(engine::EngineArgs),
 }
 
 /// Runs the parsed command.
@@ -36,6 +40,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Demo(args) => demo::run(&args),
         Command::Wal(args) => wal::run(&args),
         Command::Sstable(args) => sstable::run(&args),
+        Command::Engine(args) => engine::run(&args),
     }
 }
 

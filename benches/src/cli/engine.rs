@@ -1,0 +1,224 @@
+//! `strata-bench engine`: the figures of issue #4 for the embedded engine on the standard
+//! workload, each next to its goal:
+//! - ingest: one writer, batches of 1,000 events, WAL on, not fsynced (events/s);
+//! - close (with its final flush) and reopen of the database (ms);
+//! - "latest 100 events of U" on settled data, U drawn from the workload's Zipf (p50, p99,
+//!   p99.9, max);
+//! - peak resident memory against the configured memtable and block-cache budgets.
+//!
+//! Batches are generated before the clock starts: the generator is not the engine.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use clap::Args;
+use strata::{Db, Options, WriteBatch, WriteOptions};
+use strata_bench::hw::per_sec;
+use strata_bench::workload::{mix64, user_of_rank, Rng, Workload, WorkloadConfig, Zipf};
+use strata_bench::{Error, Result};
+
+use super::{rate, thousands, WorkDir};
+
+/// Goal: events/s of one writer, batches of 1,000, sync off.
+const GOAL_INGEST_EPS: f64 = 3_000_000.0;
+/// Goal: p99 of latest-100 on settled data.
+const GOAL_LATEST_P99_US: f64 = 20.0;
+/// Goal: open after a clean close.
+const GOAL_OPEN_MS: f64 = 100.0;
+/// Goal: peak RSS above the memtable and cache budgets.
+const GOAL_RSS_HEADROOM_MIB: f64 = 100.0;
+
+/// Options of `engine`.
+#[derive(Debug, Args)]
+pub struct EngineArgs {
+    /// Directory of the database (created if missing; must be empty). Default: a temporary one.
+    #[arg(long)]
+    dir: Option<PathBuf>,
+    /// Standard-workload events to ingest (the quick preset's 2,000,000 by default).
+    #[arg(long, default_value_t = 2_000_000, value_parser = clap::value_parser!(u64).range(1..))]
+    events: u64,
+    /// Events per batch.
+    #[arg(long, default_value_t = 1_000, value_parser = clap::value_parser!(u64).range(1..))]
+    batch: u64,
+    /// "Latest 100" queries.
+    #[arg(long, default_value_t = 200_000)]
+    queries: usize,
+    /// Memtable size in MiB.
+    #[arg(long, default_value_t = 64)]
+    memtable_mib: usize,
+    /// Block cache budget in MiB.
+    #[arg(long, default_value_t = 256)]
+    cache_mib: usize,
+    /// Workload seed.
+    #[arg(long, default_value_t = WorkloadConfig::default().seed)]
+    seed: u64,
+}
+
+/// Runs `engine`.
+pub fn run(args: &EngineArgs) -> Result<()> {
+    let work = WorkDir::new(args.dir.as_deref())?;
+    let path = work.path().join("db");
+    let config = WorkloadConfig::with_seed(args.seed);
+    let options = Options {
+        memtable_bytes: args.memtable_mib << 20,
+        block_cache_bytes: args.cache_mib << 20,
+        ..Options::default()
+    };
+    let budget_mib = (options.memtable_bytes * (1 + options.max_immutable_memtables)
+        + options.block_cache_bytes) as f64
+        / f64::from(1u32 << 20);
+
+    let batches = make_batches(&config, args.events, args.batch);
+    let db = Db::open(&path, options.clone())?;
+    let start = Instant::now();
+    for batch in &batches {
+        db.write(batch, &WriteOptions { sync: false })?;
+    }
+    let ingest = start.elapsed();
+    drop(batches);
+    let stats = db.stats();
+    let start = Instant::now();
+    db.close()?;
+    let close = start.elapsed();
+    drop(db);
+
+    let start = Instant::now();
+    let db = Db::open(&path, options)?;
+    let open = start.elapsed();
+    let settled = db.stats();
+
+    // A first pass of the same queries warms the block cache: the figure is the steady
+    // state of a server, not the first touch of each block after a restart.
+    latest_latencies(&db, &config, args.queries)?;
+    let mut latencies = latest_latencies(&db, &config, args.queries)?;
+    latencies.sort_unstable();
+    let peak_rss_mib = peak_rss_mib();
+
+    let eps = per_sec(args.events as f64, ingest);
+    println!(
+        "strata-bench engine: {} standard-workload events, batches of {}",
+        thousands(args.events),
+        args.batch
+    );
+    println!(
+        "ingest (1 writer, sync off): {} events/s over {:.2} s, {} stalled, {:.1}% late  [goal >= {}: {}]",
+        rate(eps),
+        ingest.as_secs_f64(),
+        fmt_duration(stats.stall_time),
+        100.0 * settled_late_fraction(&stats, &settled),
+        rate(GOAL_INGEST_EPS),
+        verdict(eps >= GOAL_INGEST_EPS)
+    );
+    let table_bytes: u64 = settled.partitions.iter().map(|p| p.bytes).sum();
+    let tables: u64 = settled.partitions.iter().map(|p| p.sequence_tables + p.unsequence_tables).sum();
+    println!(
+        "close (flushes the memtable): {:.1} ms; settled: {} partitions, {} tables, {:.2} bytes/event",
+        close.as_secs_f64() * 1e3,
+        settled.partitions.len(),
+        tables,
+        table_bytes as f64 / args.events as f64
+    );
+    let open_ms = open.as_secs_f64() * 1e3;
+    println!(
+        "open after a clean close: {open_ms:.1} ms  [goal <= {GOAL_OPEN_MS} ms: {}]",
+        verdict(open_ms <= GOAL_OPEN_MS)
+    );
+    let p99 = percentile_us(&latencies, 0.99);
+    println!(
+        "latest 100 ({} queries, settled data): p50 {:.2} us, p99 {:.2} us, p99.9 {:.2} us, max {:.2} us, {} queries/s  [goal p99 <= {GOAL_LATEST_P99_US} us: {}]",
+        thousands(latencies.len() as u64),
+        percentile_us(&latencies, 0.50),
+        p99,
+        percentile_us(&latencies, 0.999),
+        percentile_us(&latencies, 1.0),
+        rate(per_sec(latencies.len() as f64, latencies.iter().sum())),
+        verdict(p99 <= GOAL_LATEST_P99_US)
+    );
+    println!(
+        "peak RSS: {peak_rss_mib:.0} MiB; budgets (memtables {} MiB x {} + cache {} MiB) {budget_mib:.0} MiB  [goal <= budgets + {GOAL_RSS_HEADROOM_MIB} MiB: {}]",
+        args.memtable_mib,
+        1 + Options::default().max_immutable_memtables,
+        args.cache_mib,
+        verdict(peak_rss_mib <= budget_mib + GOAL_RSS_HEADROOM_MIB)
+    );
+    db.close()?;
+    Ok(())
+}
+
+fn settled_late_fraction(ingest: &strata::Stats, settled: &strata::Stats) -> f64 {
+    // The close flushes the last memtable; the ingest counters hold the earlier flushes.
+    let events = ingest.events_flushed + settled.events_flushed;
+    let late = ingest.late_events + settled.late_events;
+    if events == 0 {
+        ingest.late_fraction
+    } else {
+        late as f64 / events as f64
+    }
+}
+
+fn make_batches(config: &WorkloadConfig, events: u64, per_batch: u64) -> Vec<WriteBatch> {
+    let mut workload = Workload::new(config.clone());
+    let mut payload = Vec::with_capacity(config.payload_bytes);
+    let mut batches = Vec::new();
+    let mut left = events;
+    while left > 0 {
+        let n = left.min(per_batch);
+        let mut batch = WriteBatch::new();
+        for _ in 0..n {
+            let (user, ts) = workload.next_into(&mut payload);
+            batch.put(user, ts, &payload);
+        }
+        batches.push(batch);
+        left -= n;
+    }
+    batches
+}
+
+fn latest_latencies(db: &Db, config: &WorkloadConfig, queries: usize) -> Result<Vec<Duration>> {
+    let zipf = Zipf::new(config.users, config.zipf_s);
+    let mut rng = Rng::new(mix64(config.seed ^ 0x1a7e_57));
+    let mut latencies = Vec::with_capacity(queries);
+    let mut returned = 0u64;
+    for _ in 0..queries {
+        let user = user_of_rank(zipf.sample(&mut rng));
+        let start = Instant::now();
+        let events = db.latest(user, 100)?;
+        latencies.push(start.elapsed());
+        returned += events.len() as u64;
+    }
+    if queries > 0 && returned == 0 {
+        return Err(Error::Mismatch("latest returned no event for any query user".into()));
+    }
+    Ok(latencies)
+}
+
+fn percentile_us(sorted: &[Duration], q: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+    let i = ((sorted.len() - 1) as f64 * q).round() as usize;
+    sorted[i.min(sorted.len() - 1)].as_secs_f64() * 1e6
+}
+
+/// Peak resident memory of this process (VmHWM), in MiB; 0 where /proc is missing.
+fn peak_rss_mib() -> f64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        .map_or(0.0, |kb| kb / 1024.0)
+}
+
+fn fmt_duration(d: Duration) -> String {
+    format!("{:.1} ms", d.as_secs_f64() * 1e3)
+}
+
+fn verdict(met: bool) -> &'static str {
+    if met {
+        "met"
+    } else {
+        "NOT met"
+    }
+}

@@ -1,0 +1,627 @@
+//! [`Db`]: the handle applications hold. It owns the write path (WAL append, memtable
+//! insert, publication of the visible seqno), the memtable rotation, the background flush
+//! thread, and hands reads a pinned [`ReadView`].
+//!
+//! Locks, always taken in this order, never the other way round:
+//! 1. `log` (the WAL slot): writers hold it shared across WAL append and memtable insert;
+//!    rotation and close hold it exclusively, so a rotated memtable holds every batch the
+//!    WAL had handed out a seqno for.
+//! 2. `manifest`: serializes version changes (flush installs, retention drops).
+//! 3. `current`: the pinned read state; held only to clone or swap an `Arc`, so reads never
+//!    wait on a flush, a compaction or an fsync.
+//!
+//! The flush thread takes the oldest immutable memtable, writes its tables, appends the
+//! edit to the manifest (durable), swaps the new version in, and only then releases the
+//! WAL segments the memtable covered.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use parking_lot::{Condvar, Mutex, RwLock};
+use strata_sstable::{BlockCache, Kind};
+use strata_vfs::{FileSystem, LockGuard, OsFs};
+use strata_wal::{Batch, Op, Wal, MAX_BATCH_BYTES};
+
+use crate::flush::{flush, FlushContext};
+use crate::manifest::{Edit, ManifestWriter};
+use crate::memtable::Memtable;
+use crate::options::partition_bounds;
+use crate::publish::Publisher;
+use crate::read::{RangeIter, ReadView};
+use crate::version::{SuperVersion, TableFile, Version};
+use crate::{Error, Event, Options, PartitionStats, Result, RetentionClock, Stats, WriteBatch, WriteOptions};
+
+/// How long a writer sleeps per write when the flush falls behind (one immutable memtable
+/// short of the limit and the mutable one half full): long enough to hand the disk to the
+/// flush, short enough to keep ingest moving.
+const SLOWDOWN: Duration = Duration::from_micros(200);
+
+/// An open database. `Send + Sync`: share it by reference or `Arc`.
+pub struct Db {
+    pub(crate) inner: Arc<Inner>,
+    flusher: Mutex<Option<JoinHandle<()>>>,
+}
+
+/// Counters since open.
+#[derive(Debug, Default)]
+pub(crate) struct Counters {
+    pub flushes: AtomicU64,
+    pub events_flushed: AtomicU64,
+    pub late_events: AtomicU64,
+    pub table_bytes: AtomicU64,
+    pub manifest_bytes_retired: AtomicU64,
+    pub stall_micros: AtomicU64,
+    pub partitions_dropped: AtomicU64,
+}
+
+/// Flush thread coordination.
+#[derive(Debug, Default)]
+pub(crate) struct Queue {
+    pub shutdown: bool,
+}
+
+pub(crate) struct Inner {
+    pub fs: Arc<dyn FileSystem>,
+    pub dir: PathBuf,
+    pub options: Options,
+    pub log: RwLock<Option<Wal>>,
+    pub manifest: Mutex<ManifestWriter>,
+    pub current: RwLock<Arc<SuperVersion>>,
+    pub visible: Publisher,
+    pub cache: Arc<BlockCache>,
+    pub queue: Mutex<Queue>,
+    /// Wakes the flush thread.
+    pub work: Condvar,
+    /// Wakes writers and `flush` callers waiting for a flush to finish.
+    pub done: Condvar,
+    pub poison: Mutex<Option<String>>,
+    pub closed: AtomicBool,
+    /// Newest event time written (retention measures against it).
+    pub newest_ts: AtomicI64,
+    /// Seqnos of live snapshots, with a count each (compaction keeps what they see).
+    pub snapshots: Mutex<std::collections::BTreeMap<u64, usize>>,
+    pub counters: Counters,
+    pub lock: Mutex<Option<LockGuard>>,
+}
+
+impl Db {
+    /// Opens the database in `path` on the OS file system, creating it if missing.
+    pub fn open(path: impl AsRef<Path>, options: Options) -> Result<Db> {
+        Db::open_with_fs(Arc::new(OsFs), path, options)
+    }
+
+    /// Opens the database in `path` on `fs` (the simulated and fault-injecting file
+    /// systems of the tests, or the OS).
+    pub fn open_with_fs(fs: Arc<dyn FileSystem>, path: impl AsRef<Path>, options: Options) -> Result<Db> {
+        let inner = Arc::new(crate::open::open(fs, path.as_ref(), options)?);
+        let flusher = {
+            let inner = Arc::clone(&inner);
+            std::thread::Builder::new()
+                .name("strata-flush".into())
+                .spawn(move || inner.run_flusher())
+                .map_err(|err| Error::Internal(format!("cannot start the flush thread: {err}")))?
+        };
+        let db = Db { inner, flusher: Mutex::new(Some(flusher)) };
+        // Memtables rebuilt from the WAL go to the flush thread at once.
+        db.inner.work.notify_one();
+        Ok(db)
+    }
+
+    /// The database directory.
+    pub fn path(&self) -> &Path {
+        &self.inner.dir
+    }
+
+    /// Stores one event (not synced; see [`WriteOptions::sync`]).
+    pub fn put(&self, user: u64, ts: i64, payload: &[u8]) -> Result<()> {
+        let mut batch = WriteBatch::new();
+        batch.put(user, ts, payload);
+        self.write(&batch, &WriteOptions::default())
+    }
+
+    /// Applies `batch` atomically. An empty batch is accepted and does nothing.
+    pub fn write(&self, batch: &WriteBatch, options: &WriteOptions) -> Result<()> {
+        if let Some(err) = &batch.invalid {
+            return Err(err.clone());
+        }
+        if batch.encoded_len() > MAX_BATCH_BYTES {
+            return Err(Error::invalid(
+                "batch",
+                format!("{} encoded bytes, over the limit of {MAX_BATCH_BYTES}", batch.encoded_len()),
+            ));
+        }
+        self.inner.check_writable()?;
+        if batch.is_empty() {
+            return Ok(());
+        }
+        self.inner.throttle()?;
+        let (first, mem) = {
+            let log = self.inner.log.read();
+            let wal = log.as_ref().ok_or(Error::Closed)?;
+            let first = wal.append(&batch.inner, options.sync).map_err(|err| self.inner.fail(err.into()))?;
+            let mem = Arc::clone(&self.inner.current.read().mem);
+            let newest = apply(&mem, &batch.inner, first);
+            self.inner.newest_ts.fetch_max(newest, Ordering::Relaxed);
+            (first, mem)
+        };
+        self.inner.visible.publish(first, first + u64::from(batch.inner.len()) - 1);
+        if mem.approximate_bytes() >= self.inner.options.memtable_bytes {
+            self.inner.rotate(Some(&mem));
+        }
+        Ok(())
+    }
+
+    /// The event at `(user, ts)`, if there is one.
+    pub fn get(&self, user: u64, ts: i64) -> Result<Option<Event>> {
+        self.view()?.get(user, ts)
+    }
+
+    /// The newest `n` events of `user`, newest first.
+    pub fn latest(&self, user: u64, n: usize) -> Result<Vec<Event>> {
+        self.view()?.latest(user, n)
+    }
+
+    /// The events of `user` with a ts in `range`, ascending, streamed. An inverted range is
+    /// an `InvalidArgument` error; an empty one yields nothing.
+    pub fn range(&self, user: u64, range: impl std::ops::RangeBounds<i64>) -> Result<RangeIter> {
+        self.view()?.range(user, range)
+    }
+
+    /// Erases every event of `user`, durably (the write is synced). The events are hidden
+    /// at once; their bytes go when compaction rewrites the tables that hold them.
+    pub fn delete_user(&self, user: u64) -> Result<()> {
+        let mut batch = WriteBatch::new();
+        batch.delete_range(user, ..);
+        self.write(&batch, &WriteOptions { sync: true })
+    }
+
+    /// A consistent view of the database as it is now, unaffected by later writes,
+    /// flushes and retention drops, for as long as it lives.
+    pub fn snapshot(&self) -> Snapshot {
+        let view = self.inner.view();
+        *self.inner.snapshots.lock().entry(view.seqno).or_default() += 1;
+        Snapshot { view, inner: Arc::clone(&self.inner) }
+    }
+
+    /// Flushes every memtable into tables and waits until they are durable in the
+    /// manifest (the WAL they cover is then released).
+    pub fn flush(&self) -> Result<()> {
+        self.inner.check_writable()?;
+        self.inner.flush_all()
+    }
+
+    /// Flushes, then drops the partitions that retention has expired. (Merging tables is
+    /// the compaction crate's job and runs here once it lands.)
+    pub fn compact(&self) -> Result<()> {
+        self.flush()?;
+        self.inner.enforce_retention()
+    }
+
+    /// Makes every write so far durable, as if each had been written with `sync = true`.
+    pub fn sync_wal(&self) -> Result<()> {
+        self.inner.check_open()?;
+        let log = self.inner.log.read();
+        let wal = log.as_ref().ok_or(Error::Closed)?;
+        wal.sync().map_err(|err| self.inner.fail(err.into()))
+    }
+
+    /// The database's counters.
+    pub fn stats(&self) -> Stats {
+        self.inner.stats()
+    }
+
+    /// Flushes the memtables, syncs and closes the WAL, stops the flush thread and
+    /// releases the directory lock. Every later call returns [`Error::Closed`]. A second
+    /// `close` does nothing.
+    pub fn close(&self) -> Result<()> {
+        if self.inner.closed.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        let flushed = if self.inner.poison.lock().is_none() { self.inner.flush_all() } else { Ok(()) };
+        self.inner.closed.store(true, Ordering::Release);
+        self.stop_flusher();
+        let wal = self.inner.log.write().take();
+        let synced = match wal {
+            Some(wal) => wal.close().map_err(Error::from),
+            None => Ok(()),
+        };
+        self.inner.lock.lock().take();
+        flushed.and(synced)
+    }
+
+    fn view(&self) -> Result<ReadView> {
+        self.inner.check_open()?;
+        Ok(self.inner.view())
+    }
+
+    fn stop_flusher(&self) {
+        self.inner.queue.lock().shutdown = true;
+        self.inner.work.notify_all();
+        if let Some(handle) = self.flusher.lock().take() {
+            let _ = handle.join();
+        }
+    }
+}
+
+impl Drop for Db {
+    fn drop(&mut self) {
+        // Without `close`: nothing is flushed (the WAL holds it), but the threads stop
+        // and the locks are released, so the directory can be opened again.
+        self.inner.closed.store(true, Ordering::Release);
+        self.stop_flusher();
+        drop(self.inner.log.write().take());
+        self.inner.lock.lock().take();
+    }
+}
+
+impl std::fmt::Debug for Db {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Db").field("dir", &self.inner.dir).finish_non_exhaustive()
+    }
+}
+
+/// Inserts `batch`, whose first op has seqno `first`, into `mem`. The payloads share one
+/// copy of the batch's bytes. Returns the newest ts among its puts (`i64::MIN` if none).
+pub(crate) fn apply(mem: &Memtable, batch: &Batch, first: u64) -> i64 {
+    let encoded = batch.as_bytes();
+    let shared = Bytes::copy_from_slice(encoded);
+    let base = encoded.as_ptr() as usize;
+    let mut newest = i64::MIN;
+    for (seqno, op) in (first..).zip(batch.iter()) {
+        match op {
+            Op::Put { user, ts, payload } => {
+                // The payload is a slice of `encoded`; the same range of the copy.
+                let at = payload.as_ptr() as usize - base;
+                mem.insert(user, ts, seqno, Kind::Put, shared.slice(at..at + payload.len()));
+                newest = newest.max(ts);
+            }
+            Op::Delete { user, ts } => mem.insert(user, ts, seqno, Kind::Delete, Bytes::new()),
+            Op::DeleteRange { user, first, last } => mem.insert_range_delete(user, first, last, seqno),
+        }
+    }
+    newest
+}
+
+impl Inner {
+    pub fn check_open(&self) -> Result<()> {
+        if self.closed.load(Ordering::Acquire) {
+            return Err(Error::Closed);
+        }
+        Ok(())
+    }
+
+    pub fn check_writable(&self) -> Result<()> {
+        self.check_open()?;
+        match &*self.poison.lock() {
+            Some(cause) => Err(Error::Poisoned { cause: cause.clone() }),
+            None => Ok(()),
+        }
+    }
+
+    /// Records a failure that leaves the disk state unknown: no write is accepted after it.
+    pub fn fail(&self, err: Error) -> Error {
+        let mut poison = self.poison.lock();
+        if poison.is_none() {
+            *poison = Some(err.to_string());
+        }
+        drop(poison);
+        let _queue = self.queue.lock();
+        self.done.notify_all();
+        err
+    }
+
+    pub fn view(&self) -> ReadView {
+        // Seqno first, then the state: everything at or below the seqno was inserted
+        // before it was published, so the state read after it holds it.
+        let seqno = self.visible.visible();
+        let sv = Arc::clone(&self.current.read());
+        ReadView { sv, seqno, cutoff: self.cutoff() }
+    }
+
+    /// The oldest visible timestamp under retention.
+    pub fn cutoff(&self) -> i64 {
+        let Some(retention) = self.options.retention else { return i64::MIN };
+        let retention = i64::try_from(retention.as_micros()).unwrap_or(i64::MAX);
+        let now = match self.options.retention_clock {
+            RetentionClock::EventTime => self.newest_ts.load(Ordering::Relaxed),
+            RetentionClock::WallClock => std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX)),
+        };
+        now.saturating_sub(retention)
+    }
+
+    /// Slows or holds a writer while the flush is behind; see [`SLOWDOWN`].
+    fn throttle(&self) -> Result<()> {
+        let max = self.options.max_immutable_memtables;
+        let (imms, mem_bytes) = {
+            let sv = self.current.read();
+            (sv.imms.len(), sv.mem.approximate_bytes())
+        };
+        if imms < max {
+            if imms + 1 == max && max > 1 && mem_bytes > self.options.memtable_bytes / 2 {
+                std::thread::sleep(SLOWDOWN);
+                self.count_stall(SLOWDOWN);
+            }
+            return Ok(());
+        }
+        let start = Instant::now();
+        let mut queue = self.queue.lock();
+        let result = loop {
+            if let Err(err) = self.check_writable() {
+                break Err(err);
+            }
+            if self.current.read().imms.len() < max {
+                break Ok(());
+            }
+            self.done.wait_for(&mut queue, Duration::from_millis(100));
+        };
+        drop(queue);
+        self.count_stall(start.elapsed());
+        result
+    }
+
+    fn count_stall(&self, time: Duration) {
+        let micros = u64::try_from(time.as_micros()).unwrap_or(u64::MAX);
+        self.counters.stall_micros.fetch_add(micros, Ordering::Relaxed);
+    }
+
+    /// Makes the mutable memtable immutable and wakes the flush thread. With `full`, only
+    /// if that memtable is still the current one (another writer may have rotated it).
+    pub fn rotate(&self, full: Option<&Arc<Memtable>>) {
+        let _log = self.log.write();
+        let mut current = self.current.write();
+        if full.is_some_and(|m| !Arc::ptr_eq(m, &current.mem)) || current.mem.is_empty() {
+            return;
+        }
+        let mut imms = Vec::with_capacity(current.imms.len() + 1);
+        imms.push(Arc::clone(&current.mem));
+        imms.extend(current.imms.iter().cloned());
+        *current = Arc::new(SuperVersion {
+            mem: Arc::new(Memtable::new()),
+            imms,
+            version: Arc::clone(&current.version),
+        });
+        drop(current);
+        let _queue = self.queue.lock();
+        self.work.notify_one();
+    }
+
+    /// Rotates the memtable and waits until every immutable memtable is flushed.
+    pub fn flush_all(&self) -> Result<()> {
+        self.rotate(None);
+        let mut queue = self.queue.lock();
+        loop {
+            if let Some(cause) = &*self.poison.lock() {
+                return Err(Error::Poisoned { cause: cause.clone() });
+            }
+            if self.current.read().imms.is_empty() {
+                return Ok(());
+            }
+            self.done.wait_for(&mut queue, Duration::from_millis(100));
+        }
+    }
+
+    /// The flush thread: flushes the oldest immutable memtable until shutdown. After a
+    /// failure it poisons the database and stops.
+    fn run_flusher(&self) {
+        loop {
+            let imm = {
+                let mut queue = self.queue.lock();
+                loop {
+                    if queue.shutdown {
+                        return;
+                    }
+                    if let Some(imm) = self.current.read().imms.last() {
+                        break Arc::clone(imm);
+                    }
+                    self.work.wait(&mut queue);
+                }
+            };
+            let result = self.flush_one(&imm).and_then(|()| self.enforce_retention());
+            if let Err(err) = result {
+                self.fail(err);
+                return;
+            }
+            let _queue = self.queue.lock();
+            self.done.notify_all();
+        }
+    }
+
+    fn flush_one(&self, imm: &Arc<Memtable>) -> Result<()> {
+        let version = Arc::clone(&self.current.read().version);
+        let ctx = FlushContext {
+            fs: &self.fs,
+            dir: &self.dir,
+            width: self.options.width(),
+            table_options: &self.options.table,
+            cache: &self.cache,
+        };
+        let flushed = flush(&ctx, imm, &version, version.state.next_file_number)?;
+        let persisted = imm.max_seqno().max(version.state.persisted_seqno);
+        let mut edit = flushed.edit;
+        edit.persisted_seqno = Some(persisted);
+        self.install(&edit, flushed.tables, Some(imm))?;
+        let c = &self.counters;
+        c.flushes.fetch_add(1, Ordering::Relaxed);
+        c.events_flushed.fetch_add(flushed.events, Ordering::Relaxed);
+        c.late_events.fetch_add(flushed.late_events, Ordering::Relaxed);
+        c.table_bytes.fetch_add(flushed.bytes, Ordering::Relaxed);
+        // Only now, with the tables durable in the manifest, may the WAL let go.
+        let log = self.log.read();
+        if let Some(wal) = log.as_ref() {
+            wal.release(persisted)?;
+        }
+        Ok(())
+    }
+
+    /// Makes `edit` durable in the manifest, then swaps in the version it describes,
+    /// without the memtable `flushed` if given. Removed tables are retired only after the
+    /// edit is durable.
+    fn install(
+        &self,
+        edit: &Edit,
+        tables: Vec<Arc<TableFile>>,
+        flushed: Option<&Arc<Memtable>>,
+    ) -> Result<()> {
+        let mut manifest = self.manifest.lock();
+        let old = Arc::clone(&self.current.read().version);
+        let version = Arc::new(old.apply(edit, tables)?);
+        manifest.append(edit)?;
+        {
+            let mut current = self.current.write();
+            let imms =
+                current.imms.iter().filter(|m| flushed.is_none_or(|f| !Arc::ptr_eq(f, m))).cloned().collect();
+            *current =
+                Arc::new(SuperVersion { mem: Arc::clone(&current.mem), imms, version: Arc::clone(&version) });
+        }
+        old.retire(&edit.removed);
+        if manifest.file_bytes() > self.options.manifest_rewrite_bytes {
+            let fresh = ManifestWriter::create(
+                Arc::clone(&self.fs),
+                &self.dir,
+                manifest.number() + 1,
+                &version.state,
+            )?;
+            let stale = std::mem::replace(&mut *manifest, fresh);
+            self.counters.manifest_bytes_retired.fetch_add(stale.bytes_written(), Ordering::Relaxed);
+            // A leftover is removed by the next open; CURRENT no longer names it.
+            let _ = self.fs.remove(stale.path());
+        }
+        Ok(())
+    }
+
+    /// Drops, by one manifest edit and without reading them, the partitions whose every
+    /// timestamp is older than the retention cutoff.
+    pub fn enforce_retention(&self) -> Result<()> {
+        if self.options.retention.is_none() {
+            return Ok(());
+        }
+        let cutoff = self.cutoff();
+        let width = self.options.width();
+        let version = Arc::clone(&self.current.read().version);
+        let expired: Vec<i64> =
+            version.partitions().into_iter().filter(|&p| partition_bounds(p, width).1 < cutoff).collect();
+        if expired.is_empty() {
+            return Ok(());
+        }
+        let removed = version
+            .tables
+            .values()
+            .filter(|t| expired.contains(&t.record.partition))
+            .map(|t| t.record.number)
+            .collect();
+        let edit = Edit { removed, dropped_partitions: expired.clone(), ..Edit::default() };
+        self.install(&edit, Vec::new(), None)?;
+        self.counters.partitions_dropped.fetch_add(expired.len() as u64, Ordering::Relaxed);
+        Ok(())
+    }
+
+    fn stats(&self) -> Stats {
+        let sv = Arc::clone(&self.current.read());
+        let width = self.options.width();
+        let mut partitions: std::collections::BTreeMap<i64, PartitionStats> = Default::default();
+        for table in sv.version.tables.values() {
+            let r = &table.record;
+            let p = partitions.entry(r.partition).or_insert_with(|| {
+                let (first_ts, last_ts) = partition_bounds(r.partition, width);
+                PartitionStats { partition: r.partition, first_ts, last_ts, ..PartitionStats::default() }
+            });
+            if r.sequence {
+                p.sequence_tables += 1;
+            } else {
+                p.unsequence_tables += 1;
+            }
+            p.events += r.entries;
+            p.bytes += r.file_bytes;
+        }
+        let c = &self.counters;
+        let wal = self.log.read().as_ref().map(Wal::stats).unwrap_or_default();
+        let manifest_bytes =
+            c.manifest_bytes_retired.load(Ordering::Relaxed) + self.manifest.lock().bytes_written();
+        let table_bytes = c.table_bytes.load(Ordering::Relaxed);
+        let events_flushed = c.events_flushed.load(Ordering::Relaxed);
+        let late_events = c.late_events.load(Ordering::Relaxed);
+        Stats {
+            partitions: partitions.into_values().collect(),
+            memtable_bytes: sv.memtables().map(|m| m.approximate_bytes() as u64).sum(),
+            immutable_memtables: sv.imms.len() as u64,
+            flushes: c.flushes.load(Ordering::Relaxed),
+            stall_time: Duration::from_micros(c.stall_micros.load(Ordering::Relaxed)),
+            events_flushed,
+            late_events,
+            late_fraction: if events_flushed == 0 { 0.0 } else { late_events as f64 / events_flushed as f64 },
+            wal_bytes: wal.bytes_written,
+            wal_segments: wal.segments,
+            table_bytes_written: table_bytes,
+            manifest_bytes_written: manifest_bytes,
+            bytes_written: wal.bytes_written + table_bytes + manifest_bytes,
+            partitions_dropped: c.partitions_dropped.load(Ordering::Relaxed),
+            visible_seqno: self.visible.visible(),
+            persisted_seqno: sv.version.state.persisted_seqno,
+            snapshots: self.snapshots.lock().values().map(|&n| n as u64).sum(),
+            block_cache: self.cache.stats(),
+        }
+    }
+}
+
+/// A consistent read-only view of the database at one moment: the writes, flushes and
+/// retention drops that come after it are invisible to it. It pins the memtables and
+/// tables it reads (their memory and files stay until it is dropped).
+pub struct Snapshot {
+    view: ReadView,
+    inner: Arc<Inner>,
+}
+
+impl Snapshot {
+    /// The seqno this snapshot reads at.
+    pub fn seqno(&self) -> u64 {
+        self.view.seqno
+    }
+
+    /// The event at `(user, ts)` as of the snapshot.
+    pub fn get(&self, user: u64, ts: i64) -> Result<Option<Event>> {
+        self.view.get(user, ts)
+    }
+
+    /// The newest `n` events of `user` as of the snapshot, newest first.
+    pub fn latest(&self, user: u64, n: usize) -> Result<Vec<Event>> {
+        self.view.latest(user, n)
+    }
+
+    /// The events of `user` in `range` as of the snapshot, ascending.
+    pub fn range(&self, user: u64, range: impl std::ops::RangeBounds<i64>) -> Result<RangeIter> {
+        self.view.range(user, range)
+    }
+}
+
+impl Drop for Snapshot {
+    fn drop(&mut self) {
+        let mut snapshots = self.inner.snapshots.lock();
+        if let Some(count) = snapshots.get_mut(&self.view.seqno) {
+            *count -= 1;
+            if *count == 0 {
+                snapshots.remove(&self.view.seqno);
+            }
+        }
+    }
+}
+
+impl std::fmt::Debug for Snapshot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Snapshot").field("seqno", &self.view.seqno).finish_non_exhaustive()
+    }
+}
+
+#[allow(dead_code)]
+fn assert_send_sync() {
+    fn check<T: Send + Sync>() {}
+    check::<Db>();
+    check::<Snapshot>();
+    check::<RangeIter>();
+    let _ = Version::default;
+}

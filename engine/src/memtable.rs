@@ -1,0 +1,756 @@
+//! The [`Memtable`]: the in-memory, concurrently written buffer of recent writes that is
+//! flushed to SSTables once it is big enough.
+//!
+//! It owns every entry written since the last switch: puts, point deletes and range deletes,
+//! each with its sequence number. Layout: 64 shards, each a `RwLock` over a hash map from user
+//! id to that user's [`UserRun`]; a shard is picked by a mix of the user id, so writers of
+//! different users rarely meet on a lock.
+//!
+//! Invariants:
+//! - a run's `entries` are sorted in table order (ts ascending, seqno descending for equal
+//!   ts) and hold only puts and point deletes; every version of a `(user, ts)` is kept,
+//!   because snapshots may need old ones;
+//! - seqnos are unique, so no two entries share `(user, ts, seqno)` (an insert repeating one
+//!   replaces it, which keeps a replayed write idempotent);
+//! - range deletes live apart, in insertion order, in `range_deletes`;
+//! - a run's `min_ts`/`max_ts` cover its entries and its range-delete spans, and a run exists
+//!   only once something was inserted for its user.
+//!
+//! Why per-user sorted vectors and not a skiplist: the workload is time-ordered appends, so
+//! the common insert (the newest event of its user) is an O(1) `push` under one shard lock;
+//! late events cost a binary search and a `Vec::insert` in one user's run, which is short.
+//! Reads are per user, and "the latest N events of a user" is a slice from the end of one
+//! vector, found with a binary search and walked without pointer chasing.
+
+use std::cmp::Reverse;
+use std::collections::hash_map::Entry as MapEntry;
+use std::collections::HashMap;
+use std::fmt;
+use std::hash::{BuildHasher, Hasher};
+use std::sync::atomic::{AtomicI64, AtomicU64, AtomicUsize, Ordering};
+
+use bytes::Bytes;
+use parking_lot::RwLock;
+use strata_sstable::{Entry, Kind};
+
+/// Number of shards; a power of two, picked by the top bits of the shard mix.
+const SHARDS: usize = 64;
+/// `log2(SHARDS)`.
+const SHARD_BITS: u32 = 6;
+/// Bytes charged for a user's first entry: its map slot and its [`UserRun`].
+const USER_OVERHEAD: usize = 64 + std::mem::size_of::<UserRun>();
+/// Bytes charged per entry, on top of its payload.
+const ENTRY_OVERHEAD: usize = std::mem::size_of::<Entry>();
+/// Seed of the hash map's mix, so it is independent of the shard mix: otherwise every user
+/// of a shard would share the hash bits the map uses for its tags.
+const MAP_SEED: u64 = 0x9e37_79b9_7f4a_7c15;
+
+/// A full-avalanche multiply-xorshift mix of a u64 (the splitmix64 finalizer).
+fn mix64(x: u64) -> u64 {
+    let mut z = x;
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+/// Builds [`FastHasher`]s for the per-shard maps.
+///
+/// Not SipHash (std's default): SipHash resists hash flooding by attacker-chosen keys, which
+/// an embedded engine keyed by the application's own user ids does not face, and it costs
+/// several times more per lookup on the write path. The ids are still mixed, because they are
+/// often sequential and the map takes bucket and tag bits from the hash.
+#[derive(Clone, Copy, Debug, Default)]
+struct FastHash;
+
+impl BuildHasher for FastHash {
+    type Hasher = FastHasher;
+
+    fn build_hasher(&self) -> FastHasher {
+        FastHasher(0)
+    }
+}
+
+/// A hasher for u64 keys: [`mix64`] of the seeded key.
+#[derive(Clone, Copy, Debug)]
+struct FastHasher(u64);
+
+impl Hasher for FastHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = mix64(self.0.rotate_left(29) ^ n ^ MAP_SEED);
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        // Only u64 keys are hashed here; this general path folds 8 bytes at a time.
+        for chunk in bytes.chunks(8) {
+            let mut word = [0u8; 8];
+            word[..chunk.len()].copy_from_slice(chunk);
+            self.write_u64(u64::from_le_bytes(word));
+        }
+    }
+}
+
+/// The sort key of an entry inside one user's run: ts ascending, seqno descending.
+fn run_key(e: &Entry) -> (i64, Reverse<u64>) {
+    (e.ts, Reverse(e.seqno))
+}
+
+/// Everything the memtable holds for one user.
+#[derive(Debug)]
+struct UserRun {
+    /// Puts and point deletes, sorted in table order.
+    entries: Vec<Entry>,
+    /// Range deletes (kind [`Kind::RangeDelete`]), in insertion order.
+    range_deletes: Vec<Entry>,
+    /// Smallest ts over `entries` and range-delete spans.
+    min_ts: i64,
+    /// Largest ts over `entries` and range-delete spans.
+    max_ts: i64,
+}
+
+impl UserRun {
+    /// An empty run; its bounds are inverted until the first insert.
+    fn new() -> UserRun {
+        UserRun { entries: Vec::new(), range_deletes: Vec::new(), min_ts: i64::MAX, max_ts: i64::MIN }
+    }
+
+    /// Widens the bounds to `lo..=hi`.
+    fn cover(&mut self, lo: i64, hi: i64) {
+        self.min_ts = self.min_ts.min(lo);
+        self.max_ts = self.max_ts.max(hi);
+    }
+
+    /// Inserts a put or point delete at its place; returns the payload length of the entry it
+    /// replaced if one had the same `(ts, seqno)`.
+    fn insert(&mut self, entry: Entry) -> Option<usize> {
+        self.cover(entry.ts, entry.ts);
+        let key = run_key(&entry);
+        // Fast path: the newest event of its user goes at the end.
+        let pos = match self.entries.last() {
+            None => {
+                self.entries.push(entry);
+                return None;
+            }
+            Some(last) if run_key(last) < key => {
+                self.entries.push(entry);
+                return None;
+            }
+            Some(_) => self.entries.partition_point(|e| run_key(e) < key),
+        };
+        match self.entries.get_mut(pos) {
+            Some(slot) if run_key(slot) == key => Some(std::mem::replace(slot, entry).value.len()),
+            _ => {
+                self.entries.insert(pos, entry);
+                None
+            }
+        }
+    }
+}
+
+/// One shard: a lock over part of the users, aligned so that neighbouring shards' locks do
+/// not share a cache line.
+#[repr(align(128))]
+#[derive(Debug, Default)]
+struct Shard(RwLock<HashMap<u64, UserRun, FastHash>>);
+
+/// The concurrent in-memory table of recent writes (see the module documentation).
+pub struct Memtable {
+    /// The users, spread by [`Memtable::shard`].
+    shards: Box<[Shard; SHARDS]>,
+    /// Approximate memory held, in bytes.
+    bytes: AtomicUsize,
+    /// Entries and range deletes inserted.
+    ops: AtomicU64,
+    /// Largest seqno inserted; 0 when empty.
+    max_seqno: AtomicU64,
+    /// Smallest seqno inserted; `u64::MAX` when empty.
+    min_seqno: AtomicU64,
+    /// Smallest ts inserted (range-delete spans included); `i64::MAX` when empty.
+    min_ts: AtomicI64,
+    /// Largest ts inserted (range-delete spans included); `i64::MIN` when empty.
+    max_ts: AtomicI64,
+}
+
+impl Memtable {
+    /// An empty memtable.
+    pub fn new() -> Memtable {
+        Memtable {
+            shards: Box::new(std::array::from_fn(|_| Shard::default())),
+            bytes: AtomicUsize::new(0),
+            ops: AtomicU64::new(0),
+            max_seqno: AtomicU64::new(0),
+            min_seqno: AtomicU64::new(u64::MAX),
+            min_ts: AtomicI64::new(i64::MAX),
+            max_ts: AtomicI64::new(i64::MIN),
+        }
+    }
+
+    /// The shard holding `user`.
+    fn shard(&self, user: u64) -> &RwLock<HashMap<u64, UserRun, FastHash>> {
+        let index = usize::try_from(mix64(user) >> (64 - SHARD_BITS)).unwrap_or(0);
+        &self.shards[index % SHARDS].0
+    }
+
+    /// Updates the counters after an insert of `bytes` bytes at `seqno` covering `lo..=hi`.
+    /// The op count is bumped last (release) so that a reader seeing it also sees the rest.
+    fn account(&self, bytes: usize, seqno: u64, lo: i64, hi: i64) {
+        self.bytes.fetch_add(bytes, Ordering::Relaxed);
+        self.max_seqno.fetch_max(seqno, Ordering::Relaxed);
+        self.min_seqno.fetch_min(seqno, Ordering::Relaxed);
+        self.min_ts.fetch_min(lo, Ordering::Relaxed);
+        self.max_ts.fetch_max(hi, Ordering::Relaxed);
+        self.ops.fetch_add(1, Ordering::Release);
+    }
+
+    /// Inserts a Put (payload) or a Delete (payload ignored/empty) at (user, ts) with `seqno`.
+    ///
+    /// A `Kind::RangeDelete` is routed to [`Memtable::insert_range_delete`], its payload
+    /// holding `last` as 8 little-endian bytes as in [`Entry::range_delete`]; a malformed
+    /// payload covers `ts` alone. Repeating an existing `(user, ts, seqno)` replaces it.
+    pub fn insert(&self, user: u64, ts: i64, seqno: u64, kind: Kind, payload: Bytes) {
+        let entry = match kind {
+            Kind::Put => Entry::put(user, ts, seqno, payload),
+            Kind::Delete => Entry::delete(user, ts, seqno),
+            Kind::RangeDelete => {
+                let last = <[u8; 8]>::try_from(payload.as_ref()).map_or(ts, i64::from_le_bytes);
+                return self.insert_range_delete(user, ts, last, seqno);
+            }
+        };
+        let mut bytes = ENTRY_OVERHEAD + entry.value.len();
+        let replaced = {
+            let mut shard = self.shard(user).write();
+            let run = match shard.entry(user) {
+                MapEntry::Occupied(slot) => slot.into_mut(),
+                MapEntry::Vacant(slot) => {
+                    bytes += USER_OVERHEAD;
+                    slot.insert(UserRun::new())
+                }
+            };
+            run.insert(entry)
+        };
+        self.account(bytes, seqno, ts, ts);
+        if let Some(old) = replaced {
+            self.bytes.fetch_sub(ENTRY_OVERHEAD + old, Ordering::Relaxed);
+        }
+    }
+
+    /// Records a delete of every event of `user` with first <= ts <= last, at `seqno`.
+    /// Stored as `Entry::range_delete(user, first, last, seqno)`.
+    pub fn insert_range_delete(&self, user: u64, first: i64, last: i64, seqno: u64) {
+        let (lo, hi) = (first.min(last), first.max(last));
+        let mut bytes = ENTRY_OVERHEAD;
+        {
+            let mut shard = self.shard(user).write();
+            let run = match shard.entry(user) {
+                MapEntry::Occupied(slot) => slot.into_mut(),
+                MapEntry::Vacant(slot) => {
+                    bytes += USER_OVERHEAD;
+                    slot.insert(UserRun::new())
+                }
+            };
+            run.cover(lo, hi);
+            run.range_deletes.push(Entry::range_delete(user, first, last, seqno));
+        }
+        self.account(bytes, seqno, lo, hi);
+    }
+
+    /// Approximate memory held, in bytes: entry structs and payloads, range deletes and a
+    /// fixed overhead per user.
+    pub fn approximate_bytes(&self) -> usize {
+        self.bytes.load(Ordering::Relaxed)
+    }
+
+    /// Entries plus range deletes inserted.
+    pub fn ops(&self) -> u64 {
+        self.ops.load(Ordering::Acquire)
+    }
+
+    /// Whether nothing was inserted.
+    pub fn is_empty(&self) -> bool {
+        self.ops() == 0
+    }
+
+    /// Largest seqno inserted; 0 when empty.
+    pub fn max_seqno(&self) -> u64 {
+        self.max_seqno.load(Ordering::Relaxed)
+    }
+
+    /// Smallest seqno inserted; `u64::MAX` when empty.
+    pub fn min_seqno(&self) -> u64 {
+        self.min_seqno.load(Ordering::Relaxed)
+    }
+
+    /// Min and max ts over everything, range-delete spans included; `None` when empty.
+    pub fn ts_bounds(&self) -> Option<(i64, i64)> {
+        if self.is_empty() {
+            return None;
+        }
+        let (lo, hi) = (self.min_ts.load(Ordering::Relaxed), self.max_ts.load(Ordering::Relaxed));
+        (lo <= hi).then_some((lo, hi))
+    }
+
+    /// Min and max ts of `user`, range-delete spans included; `None` if the user has nothing.
+    pub fn user_bounds(&self, user: u64) -> Option<(i64, i64)> {
+        let shard = self.shard(user).read();
+        shard.get(&user).filter(|run| run.min_ts <= run.max_ts).map(|run| (run.min_ts, run.max_ts))
+    }
+
+    /// Appends to `out` up to `limit` entries of `user` (puts and point deletes, not range
+    /// deletes) in table order (ts asc, seqno desc) with `lo <= ts <= hi` that sort strictly
+    /// after `after = Some((ts, seqno))` (`None`: from the start). Returns how many were
+    /// appended.
+    ///
+    /// A chunked forward cursor: pass the key of the last entry received to get the next
+    /// chunk. O(log n + limit) under one shard read lock.
+    pub fn scan(
+        &self,
+        user: u64,
+        after: Option<(i64, u64)>,
+        lo: i64,
+        hi: i64,
+        limit: usize,
+        out: &mut Vec<Entry>,
+    ) -> usize {
+        if limit == 0 || lo > hi {
+            return 0;
+        }
+        let shard = self.shard(user).read();
+        let Some(run) = shard.get(&user) else { return 0 };
+        let entries = &run.entries;
+        let mut start = entries.partition_point(|e| e.ts < lo);
+        if let Some((ts, seqno)) = after {
+            let key = (ts, Reverse(seqno));
+            start = start.max(entries.partition_point(|e| run_key(e) <= key));
+        }
+        let len = out.len();
+        let tail = entries.get(start..).unwrap_or_default();
+        out.extend(tail.iter().take_while(|e| e.ts <= hi).take(limit).cloned());
+        out.len() - len
+    }
+
+    /// The reverse of [`Memtable::scan`]: appends up to `limit` entries of `user` with
+    /// `lo <= ts <= hi` that sort strictly before `before = Some((ts, seqno))` in table order
+    /// (`None`: from the end), walking from the largest key down: ts descending and, for equal
+    /// ts, seqno ascending (the oldest version first). Returns how many were appended.
+    /// O(log n + limit).
+    pub fn scan_rev(
+        &self,
+        user: u64,
+        before: Option<(i64, u64)>,
+        lo: i64,
+        hi: i64,
+        limit: usize,
+        out: &mut Vec<Entry>,
+    ) -> usize {
+        if limit == 0 || lo > hi {
+            return 0;
+        }
+        let shard = self.shard(user).read();
+        let Some(run) = shard.get(&user) else { return 0 };
+        let entries = &run.entries;
+        let mut end = entries.partition_point(|e| e.ts <= hi);
+        if let Some((ts, seqno)) = before {
+            let key = (ts, Reverse(seqno));
+            end = end.min(entries.partition_point(|e| run_key(e) < key));
+        }
+        let len = out.len();
+        let head = entries.get(..end).unwrap_or_default();
+        out.extend(head.iter().rev().take_while(|e| e.ts >= lo).take(limit).cloned());
+        out.len() - len
+    }
+
+    /// Appends every range delete of `user` (any seqno), in insertion order.
+    pub fn range_deletes(&self, user: u64, out: &mut Vec<Entry>) {
+        let shard = self.shard(user).read();
+        if let Some(run) = shard.get(&user) {
+            out.extend(run.range_deletes.iter().cloned());
+        }
+    }
+
+    /// Users with anything in the memtable, ascending. For flush, once the memtable is
+    /// immutable; under concurrent inserts it is a snapshot per shard, not overall.
+    pub fn users(&self) -> Vec<u64> {
+        let mut users = Vec::new();
+        for shard in self.shards.iter() {
+            users.extend(shard.0.read().keys().copied());
+        }
+        users.sort_unstable();
+        users
+    }
+
+    /// Calls `f` with the user's entries (table order) and range deletes, for flush; `None`
+    /// (and `f` not called) if the user is absent. `f` runs under the shard's read lock, so it
+    /// must not insert into this memtable.
+    pub fn with_user<R>(&self, user: u64, f: impl FnOnce(&[Entry], &[Entry]) -> R) -> Option<R> {
+        let shard = self.shard(user).read();
+        shard.get(&user).map(|run| f(&run.entries, &run.range_deletes))
+    }
+}
+
+impl Default for Memtable {
+    fn default() -> Memtable {
+        Memtable::new()
+    }
+}
+
+impl fmt::Debug for Memtable {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Memtable")
+            .field("ops", &self.ops())
+            .field("bytes", &self.approximate_bytes())
+            .field("min_seqno", &self.min_seqno())
+            .field("max_seqno", &self.max_seqno())
+            .field("ts_bounds", &self.ts_bounds())
+            .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::{BTreeMap, BTreeSet};
+    use std::sync::atomic::AtomicBool;
+    use std::sync::Arc;
+
+    use proptest::prelude::*;
+    use strata_sstable::table_order;
+
+    use super::*;
+
+    fn put(m: &Memtable, user: u64, ts: i64, seqno: u64) {
+        m.insert(user, ts, seqno, Kind::Put, Bytes::from(format!("{user}/{ts}/{seqno}")));
+    }
+
+    /// `(ts, seqno)` of each entry.
+    fn keys(entries: &[Entry]) -> Vec<(i64, u64)> {
+        entries.iter().map(|e| (e.ts, e.seqno)).collect()
+    }
+
+    /// Every entry of `user` in `lo..=hi`, walked forward in chunks of `chunks[i % len]`.
+    fn walk(m: &Memtable, user: u64, lo: i64, hi: i64, chunks: &[usize]) -> Vec<Entry> {
+        let mut all = Vec::new();
+        let mut after = None;
+        for i in 0.. {
+            let limit = chunks[i % chunks.len()];
+            let mut chunk = Vec::new();
+            let n = m.scan(user, after, lo, hi, limit, &mut chunk);
+            assert_eq!(n, chunk.len());
+            assert!(n <= limit);
+            let Some(last) = chunk.last() else { break };
+            if let Some(prev) = all.last() {
+                assert!(table_order(prev, &chunk[0]).is_lt(), "the cursor went back");
+            }
+            after = Some((last.ts, last.seqno));
+            all.extend(chunk);
+        }
+        all
+    }
+
+    /// The reverse of [`walk`].
+    fn walk_rev(m: &Memtable, user: u64, lo: i64, hi: i64, chunks: &[usize]) -> Vec<Entry> {
+        let mut all = Vec::new();
+        let mut before = None;
+        for i in 0.. {
+            let limit = chunks[i % chunks.len()];
+            let mut chunk = Vec::new();
+            let n = m.scan_rev(user, before, lo, hi, limit, &mut chunk);
+            assert_eq!(n, chunk.len());
+            assert!(n <= limit);
+            let Some(last) = chunk.last() else { break };
+            if let Some(prev) = all.last() {
+                assert!(table_order(prev, &chunk[0]).is_gt(), "the cursor went back");
+            }
+            before = Some((last.ts, last.seqno));
+            all.extend(chunk);
+        }
+        all
+    }
+
+    #[test]
+    fn memtable_is_send_and_sync() {
+        fn assert_send_sync<T: Send + Sync>() {}
+        assert_send_sync::<Memtable>();
+    }
+
+    #[test]
+    fn empty_memtable() {
+        let m = Memtable::new();
+        assert!(m.is_empty());
+        assert_eq!((m.ops(), m.approximate_bytes()), (0, 0));
+        assert_eq!((m.min_seqno(), m.max_seqno()), (u64::MAX, 0));
+        assert_eq!(m.ts_bounds(), None);
+        assert_eq!(m.user_bounds(1), None);
+        assert!(m.users().is_empty());
+        assert_eq!(m.with_user(1, |e, r| e.len() + r.len()), None);
+        let mut out = Vec::new();
+        assert_eq!(m.scan(1, None, i64::MIN, i64::MAX, 10, &mut out), 0);
+        assert_eq!(m.scan_rev(1, None, i64::MIN, i64::MAX, 10, &mut out), 0);
+        m.range_deletes(1, &mut out);
+        assert!(out.is_empty());
+    }
+
+    #[test]
+    fn in_order_appends_take_the_fast_path() {
+        let m = Memtable::new();
+        for i in 0..100u64 {
+            put(&m, 7, i64::try_from(i).unwrap() * 10, i + 1);
+        }
+        let expected: Vec<(i64, u64)> = (0..100).map(|i| (i * 10, u64::try_from(i).unwrap() + 1)).collect();
+        assert_eq!(m.with_user(7, |e, _| keys(e)), Some(expected));
+        assert_eq!(m.user_bounds(7), Some((0, 990)));
+        assert_eq!((m.ops(), m.min_seqno(), m.max_seqno()), (100, 1, 100));
+        // "Latest 3 events": a slice from the end.
+        let mut out = Vec::new();
+        assert_eq!(m.scan_rev(7, None, i64::MIN, i64::MAX, 3, &mut out), 3);
+        assert_eq!(keys(&out), vec![(990, 100), (980, 99), (970, 98)]);
+    }
+
+    #[test]
+    fn late_inserts_land_in_place() {
+        let m = Memtable::new();
+        for (ts, seqno) in [(10, 1), (30, 2), (50, 3), (20, 4), (-5, 5), (40, 6), (60, 7), (35, 8)] {
+            put(&m, 1, ts, seqno);
+        }
+        let got = m.with_user(1, |e, _| keys(e));
+        let want = vec![(-5, 5), (10, 1), (20, 4), (30, 2), (35, 8), (40, 6), (50, 3), (60, 7)];
+        assert_eq!(got, Some(want));
+        assert_eq!(m.user_bounds(1), Some((-5, 60)));
+        assert_eq!(m.ts_bounds(), Some((-5, 60)));
+    }
+
+    #[test]
+    fn equal_ts_versions_newest_first_and_cursor_between_them() {
+        let m = Memtable::new();
+        put(&m, 1, 5, 1);
+        put(&m, 1, 10, 3);
+        m.insert(1, 10, 7, Kind::Delete, Bytes::from_static(b"ignored"));
+        put(&m, 1, 10, 5); // a late version between the two others
+        put(&m, 1, 20, 2);
+        let want = vec![(5, 1), (10, 7), (10, 5), (10, 3), (20, 2)];
+        assert_eq!(m.with_user(1, |e, _| keys(e)), Some(want));
+        m.with_user(1, |e, _| {
+            assert_eq!(e[1].kind, Kind::Delete);
+            assert!(e[1].value.is_empty());
+        });
+
+        let mut out = Vec::new();
+        m.scan(1, Some((10, 5)), i64::MIN, i64::MAX, 10, &mut out);
+        assert_eq!(keys(&out), vec![(10, 3), (20, 2)]);
+        out.clear();
+        m.scan(1, Some((10, 6)), 0, 15, 10, &mut out); // a cursor on no entry
+        assert_eq!(keys(&out), vec![(10, 5), (10, 3)]);
+        out.clear();
+        m.scan_rev(1, Some((10, 5)), i64::MIN, i64::MAX, 10, &mut out);
+        assert_eq!(keys(&out), vec![(10, 7), (5, 1)]);
+        out.clear();
+        m.scan_rev(1, None, 10, 10, 10, &mut out);
+        assert_eq!(keys(&out), vec![(10, 3), (10, 5), (10, 7)]); // oldest version first
+    }
+
+    #[test]
+    fn repeated_key_replaces_and_accounting_follows() {
+        let m = Memtable::new();
+        m.insert(1, 10, 4, Kind::Put, Bytes::from_static(b"abcd"));
+        let one = USER_OVERHEAD + ENTRY_OVERHEAD + 4;
+        assert_eq!(m.approximate_bytes(), one);
+        m.insert(1, 10, 4, Kind::Put, Bytes::from_static(b"xy"));
+        assert_eq!(m.approximate_bytes(), one - 2);
+        assert_eq!(m.with_user(1, |e, _| e.to_vec()), Some(vec![Entry::put(1, 10, 4, &b"xy"[..])]));
+    }
+
+    #[test]
+    fn range_deletes_are_kept_apart_and_widen_bounds() {
+        let m = Memtable::new();
+        put(&m, 3, 50, 1);
+        m.insert_range_delete(3, -100, 20, 2);
+        m.insert(3, 60, 3, Kind::RangeDelete, Bytes::copy_from_slice(&200i64.to_le_bytes()));
+        m.insert_range_delete(9, 5, 6, 4);
+        assert_eq!(m.ops(), 4);
+        assert_eq!(m.user_bounds(3), Some((-100, 200)));
+        assert_eq!(m.user_bounds(9), Some((5, 6)));
+        assert_eq!(m.ts_bounds(), Some((-100, 200)));
+        assert_eq!(m.users(), vec![3, 9]);
+        let mut out = Vec::new();
+        m.range_deletes(3, &mut out);
+        assert_eq!(out, vec![Entry::range_delete(3, -100, 20, 2), Entry::range_delete(3, 60, 200, 3)]);
+        out.clear();
+        assert_eq!(m.scan(3, None, i64::MIN, i64::MAX, 10, &mut out), 1);
+        assert_eq!(m.scan(9, None, i64::MIN, i64::MAX, 10, &mut out), 0);
+        assert_eq!(m.with_user(9, |e, r| (e.len(), r.len())), Some((0, 1)));
+        let expected = 2 * USER_OVERHEAD + 4 * ENTRY_OVERHEAD + "3/50/1".len();
+        assert_eq!(m.approximate_bytes(), expected);
+    }
+
+    #[test]
+    fn fast_hasher_spreads_sequential_ids() {
+        let mut shards = BTreeSet::new();
+        let mut hashes = BTreeSet::new();
+        for user in 0..1000u64 {
+            shards.insert(mix64(user) >> (64 - SHARD_BITS));
+            hashes.insert(FastHash.hash_one(user));
+        }
+        assert_eq!(shards.len(), SHARDS);
+        assert_eq!(hashes.len(), 1000);
+    }
+
+    #[test]
+    fn concurrent_writers_and_readers() {
+        const WRITERS: u64 = 4;
+        const PER_WRITER: i64 = 2000;
+        let m = Arc::new(Memtable::new());
+        let seqnos = AtomicU64::new(1);
+        let done = AtomicBool::new(false);
+        let users: Vec<u64> = (0..3).chain(100..100 + WRITERS).collect();
+        let written: Vec<Vec<Entry>> = std::thread::scope(|s| {
+            for _ in 0..2 {
+                s.spawn(|| {
+                    while !done.load(Ordering::Acquire) {
+                        for &user in &users {
+                            let got = walk(&m, user, i64::MIN, i64::MAX, &[3, 17, 64]);
+                            assert!(got.windows(2).all(|w| table_order(&w[0], &w[1]).is_lt()));
+                            let got = walk_rev(&m, user, 100, 900, &[5, 40]);
+                            assert!(got.windows(2).all(|w| table_order(&w[0], &w[1]).is_gt()));
+                        }
+                    }
+                });
+            }
+            let writers: Vec<_> = (0..WRITERS)
+                .map(|t| {
+                    let (m, seqnos) = (&m, &seqnos);
+                    s.spawn(move || {
+                        let mut mine = Vec::new();
+                        for i in 0..PER_WRITER {
+                            // Own user, then a shared one; every 7th event is late.
+                            let user = if i % 2 == 0 { 100 + t } else { u64::try_from(i).unwrap() % 3 };
+                            let ts = if i % 7 == 0 { i / 3 } else { i };
+                            let seqno = seqnos.fetch_add(1, Ordering::Relaxed);
+                            let payload = Bytes::from(format!("{t}/{i}"));
+                            m.insert(user, ts, seqno, Kind::Put, payload.clone());
+                            mine.push(Entry::put(user, ts, seqno, payload));
+                        }
+                        mine
+                    })
+                })
+                .collect();
+            let written = writers.into_iter().map(|h| h.join().unwrap()).collect();
+            done.store(true, Ordering::Release);
+            written
+        });
+
+        let mut expected: Vec<Entry> = written.into_iter().flatten().collect();
+        expected.sort_by(table_order);
+        let mut got = Vec::new();
+        for user in m.users() {
+            m.with_user(user, |e, r| {
+                assert!(r.is_empty());
+                got.extend_from_slice(e);
+            });
+        }
+        assert!(got.windows(2).all(|w| table_order(&w[0], &w[1]).is_lt()));
+        assert_eq!(got, expected);
+        assert_eq!(m.ops(), u64::try_from(expected.len()).unwrap());
+        assert_eq!((m.min_seqno(), m.max_seqno()), (1, m.ops()));
+        assert_eq!(m.users(), users);
+    }
+
+    /// One generated write.
+    #[derive(Clone, Debug)]
+    enum Op {
+        Put(u64, i64, Vec<u8>),
+        Delete(u64, i64),
+        RangeDelete(u64, i64, i64),
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            6 => (0..4u64, -5..15i64, prop::collection::vec(any::<u8>(), 0..4))
+                .prop_map(|(u, ts, p)| Op::Put(u, ts, p)),
+            2 => (0..4u64, -5..15i64).prop_map(|(u, ts)| Op::Delete(u, ts)),
+            1 => (0..4u64, -5..15i64, 0..6i64).prop_map(|(u, ts, len)| Op::RangeDelete(u, ts, ts + len)),
+        ]
+    }
+
+    /// Ops with their seqnos `1..=n`, in order or shuffled.
+    fn ops() -> impl Strategy<Value = Vec<(Op, u64)>> {
+        (prop::collection::vec(op(), 0..60), any::<bool>()).prop_flat_map(|(ops, shuffle)| {
+            let seqnos: Vec<u64> = (1..=u64::try_from(ops.len()).unwrap()).collect();
+            let seqnos = if shuffle { Just(seqnos).prop_shuffle().boxed() } else { Just(seqnos).boxed() };
+            seqnos.prop_map(move |s| ops.iter().cloned().zip(s).collect::<Vec<_>>())
+        })
+    }
+
+    proptest! {
+        #[test]
+        fn matches_a_btreemap_model(
+            ops in ops(),
+            chunks in prop::collection::vec(1..5usize, 1..4),
+            ranges in prop::collection::vec((-7..17i64, -7..17i64), 5),
+        ) {
+            let m = Memtable::new();
+            let mut model: BTreeMap<(u64, i64, Reverse<u64>), Entry> = BTreeMap::new();
+            let mut model_rd: BTreeMap<u64, Vec<Entry>> = BTreeMap::new();
+            let mut bounds: BTreeMap<u64, (i64, i64)> = BTreeMap::new();
+            let mut widen = |user: u64, lo: i64, hi: i64| {
+                let b = bounds.entry(user).or_insert((lo, hi));
+                *b = (b.0.min(lo), b.1.max(hi));
+            };
+            let mut bytes = 0;
+            for (op, seqno) in &ops {
+                let seqno = *seqno;
+                match op {
+                    Op::Put(user, ts, payload) => {
+                        m.insert(*user, *ts, seqno, Kind::Put, Bytes::from(payload.clone()));
+                        let e = Entry::put(*user, *ts, seqno, payload.clone());
+                        model.insert(e.key(), e);
+                        widen(*user, *ts, *ts);
+                        bytes += ENTRY_OVERHEAD + payload.len();
+                    }
+                    Op::Delete(user, ts) => {
+                        m.insert(*user, *ts, seqno, Kind::Delete, Bytes::from_static(b"x"));
+                        let e = Entry::delete(*user, *ts, seqno);
+                        model.insert(e.key(), e);
+                        widen(*user, *ts, *ts);
+                        bytes += ENTRY_OVERHEAD;
+                    }
+                    Op::RangeDelete(user, first, last) => {
+                        m.insert_range_delete(*user, *first, *last, seqno);
+                        model_rd.entry(*user).or_default().push(Entry::range_delete(*user, *first, *last, seqno));
+                        widen(*user, *first, *last);
+                        bytes += ENTRY_OVERHEAD;
+                    }
+                }
+            }
+            bytes += bounds.len() * USER_OVERHEAD;
+
+            let n = u64::try_from(ops.len()).unwrap();
+            prop_assert_eq!(m.ops(), n);
+            prop_assert_eq!(m.is_empty(), n == 0);
+            prop_assert_eq!(m.max_seqno(), n);
+            prop_assert_eq!(m.min_seqno(), if n == 0 { u64::MAX } else { 1 });
+            prop_assert_eq!(m.approximate_bytes(), bytes);
+            let all = bounds.values().copied().reduce(|a, b| (a.0.min(b.0), a.1.max(b.1)));
+            prop_assert_eq!(m.ts_bounds(), all);
+            prop_assert_eq!(m.users(), bounds.keys().copied().collect::<Vec<_>>());
+
+            for user in 0..5u64 {
+                prop_assert_eq!(m.user_bounds(user), bounds.get(&user).copied());
+                let mine: Vec<Entry> = model.values().filter(|e| e.user == user).cloned().collect();
+                let rds = model_rd.get(&user).cloned().unwrap_or_default();
+                let got = m.with_user(user, |e, r| (e.to_vec(), r.to_vec()));
+                prop_assert_eq!(got, bounds.contains_key(&user).then(|| (mine.clone(), rds.clone())));
+                let mut got_rd = Vec::new();
+                m.range_deletes(user, &mut got_rd);
+                prop_assert_eq!(&got_rd, &rds);
+
+                for &(lo, hi) in ranges.iter().chain(&[(i64::MIN, i64::MAX)]) {
+                    let want: Vec<Entry> = mine.iter().filter(|e| lo <= e.ts && e.ts <= hi).cloned().collect();
+                    prop_assert_eq!(walk(&m, user, lo, hi, &chunks), want.clone());
+                    let rev: Vec<Entry> = want.into_iter().rev().collect();
+                    prop_assert_eq!(walk_rev(&m, user, lo, hi, &chunks), rev);
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,185 @@
+//! Opening a database: create it, or recover it.
+//!
+//! Recovery, in order:
+//! 1. Take the directory lock (a second `Db` on the same directory is refused).
+//! 2. Load the manifest named by CURRENT; open every table it references, refusing a
+//!    missing or damaged one by name.
+//! 3. Open the WAL and replay every batch above the manifest's persisted seqno into
+//!    memtables. A WAL that starts above that seqno means an acknowledged manifest edit
+//!    was lost, and the database refuses to open rather than serve a hole.
+//! 4. Write a fresh manifest (so no later edit is appended after a torn tail) and switch
+//!    CURRENT to it.
+//! 5. Only then remove what is proven unreferenced: tables the new manifest does not
+//!    name, unfinished `*.sst.tmp` builds, old manifests and `CURRENT.tmp`.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicI64};
+use std::sync::Arc;
+
+use parking_lot::{Condvar, Mutex, RwLock};
+use strata_sstable::BlockCache;
+use strata_vfs::FileSystem;
+use strata_wal::{Wal, WalOptions};
+
+use crate::db::{apply, Counters, Inner, Queue};
+use crate::manifest::{load, manifest_name, ManifestState, ManifestWriter, CURRENT_NAME};
+use crate::memtable::Memtable;
+use crate::publish::Publisher;
+use crate::version::{parse_table_name, table_name, SuperVersion, TableFile, Version};
+use crate::{Error, Options, Result};
+
+/// The lock file in the database directory.
+pub const LOCK_NAME: &str = "LOCK";
+/// The WAL's subdirectory.
+pub const WAL_DIR: &str = "wal";
+
+pub(crate) fn open(fs: Arc<dyn FileSystem>, dir: &Path, options: Options) -> Result<Inner> {
+    options.validate()?;
+    fs.create_dir(dir)?;
+    for ancestor in dir.ancestors().skip(1) {
+        let ancestor = if ancestor.as_os_str().is_empty() { Path::new(".") } else { ancestor };
+        fs.sync_dir(ancestor)?;
+    }
+    let lock = fs.lock(&dir.join(LOCK_NAME))?;
+    let names = fs.list(dir)?;
+    let (state, old_manifest) = match load(fs.as_ref(), dir)? {
+        Some(loaded) => (loaded.state, Some(loaded.manifest_number)),
+        None => (new_database(dir, &names, &options)?, None),
+    };
+    if state.partition_width != options.partition_width {
+        return Err(Error::invalid(
+            "partition_width",
+            format!(
+                "{} differs from the database's {} (fixed when it was created)",
+                options.partition_width, state.partition_width
+            ),
+        ));
+    }
+    let cache = Arc::new(BlockCache::new(options.block_cache_bytes));
+    let mut tables = BTreeMap::new();
+    for record in state.tables.values() {
+        let name = table_name(record.number);
+        if names.binary_search(&name).is_err() {
+            return Err(Error::MissingTable { file: dir.join(name) });
+        }
+        tables.insert(record.number, TableFile::open(&fs, dir, record.clone(), &cache)?);
+    }
+    let version = Version::new(state, tables);
+
+    let wal_options = WalOptions {
+        segment_bytes: options.wal_segment_bytes,
+        sync_interval: options.wal_sync_interval,
+        recovery: options.wal_recovery,
+        ..WalOptions::default()
+    };
+    let persisted = version.state.persisted_seqno;
+    let (wal, recovery) = Wal::open(Arc::clone(&fs), dir.join(WAL_DIR), wal_options, persisted)?;
+    let first_replayed = recovery.batches.first().map_or(wal.next_seqno(), |b| b.first_seqno);
+    if first_replayed > persisted.saturating_add(1) {
+        return Err(Error::corruption(
+            dir.join(CURRENT_NAME),
+            0,
+            format!(
+                "the manifest says seqnos up to {persisted} are in tables, but the WAL starts at \
+                 {first_replayed}: an acknowledged manifest edit is lost"
+            ),
+        ));
+    }
+
+    let mut newest_ts = version.max_ts().unwrap_or(i64::MIN);
+    let mut mems = vec![Arc::new(Memtable::new())];
+    for batch in &recovery.batches {
+        let mem = mems.last().map(Arc::clone).unwrap_or_default();
+        newest_ts = newest_ts.max(apply(&mem, &batch.batch, batch.first_seqno));
+        if mem.approximate_bytes() >= options.memtable_bytes {
+            mems.push(Arc::new(Memtable::new()));
+        }
+    }
+    let mem = mems.pop().unwrap_or_default();
+    mems.reverse();
+    let visible = wal.next_seqno().saturating_sub(1);
+
+    let number = old_manifest.map_or(1, |n| n + 1);
+    let manifest = fresh_manifest(&fs, dir, number, &version.state)?;
+    remove_unreferenced(fs.as_ref(), dir, &version, number)?;
+
+    Ok(Inner {
+        dir: dir.to_path_buf(),
+        log: RwLock::new(Some(wal)),
+        manifest: Mutex::new(manifest),
+        current: RwLock::new(Arc::new(SuperVersion { mem, imms: mems, version: Arc::new(version) })),
+        visible: Publisher::new(visible),
+        cache,
+        queue: Mutex::new(Queue::default()),
+        work: Condvar::new(),
+        done: Condvar::new(),
+        poison: Mutex::new(None),
+        closed: AtomicBool::new(false),
+        newest_ts: AtomicI64::new(newest_ts),
+        snapshots: Mutex::new(BTreeMap::new()),
+        counters: Counters::default(),
+        lock: Mutex::new(Some(lock)),
+        options,
+        fs,
+    })
+}
+
+/// The state of a new database, after checking that `dir` holds nothing else: only the
+/// lock and what an interrupted creation leaves behind (a manifest and `CURRENT.tmp`).
+fn new_database(dir: &Path, names: &[String], options: &Options) -> Result<ManifestState> {
+    let leftover = |name: &str| name == LOCK_NAME || name.starts_with("MANIFEST-") || name == "CURRENT.tmp";
+    if let Some(foreign) = names.iter().find(|name| !leftover(name)) {
+        return Err(Error::NotADatabase {
+            path: dir.to_path_buf(),
+            reason: format!("it has no {CURRENT_NAME} file but holds {foreign:?}"),
+        });
+    }
+    Ok(ManifestState {
+        partition_width: options.partition_width,
+        persisted_seqno: 0,
+        next_file_number: 1,
+        ..ManifestState::default()
+    })
+}
+
+/// Creates manifest `number`, replacing a leftover of that name from an interrupted open
+/// (CURRENT never named it: it is only named once complete and synced).
+fn fresh_manifest(
+    fs: &Arc<dyn FileSystem>,
+    dir: &Path,
+    number: u64,
+    state: &ManifestState,
+) -> Result<ManifestWriter> {
+    let path = dir.join(manifest_name(number));
+    match fs.remove(&path) {
+        Ok(()) => {}
+        Err(err) if err.kind == strata_vfs::FsErrorKind::NotFound => {}
+        Err(err) => return Err(err.into()),
+    }
+    ManifestWriter::create(Arc::clone(fs), dir, number, state)
+}
+
+/// Removes the files the current manifest (`manifest`) proves unreferenced.
+fn remove_unreferenced(fs: &dyn FileSystem, dir: &Path, version: &Version, manifest: u64) -> Result<()> {
+    let current = manifest_name(manifest);
+    let mut removed = false;
+    for name in fs.list(dir)? {
+        let unreferenced = match parse_table_name(&name) {
+            Some(number) => !version.tables.contains_key(&number),
+            None => {
+                name.ends_with(".sst.tmp")
+                    || name == "CURRENT.tmp"
+                    || (name.starts_with("MANIFEST-") && name != current)
+            }
+        };
+        if unreferenced {
+            fs.remove(&dir.join(&name))?;
+            removed = true;
+        }
+    }
+    if removed {
+        fs.sync_dir(dir)?;
+    }
+    Ok(())
+}

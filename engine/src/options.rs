@@ -1,0 +1,162 @@
+//! [`Options`] of a database and [`WriteOptions`] of a write, with their defaults and the
+//! checks that refuse contradictory settings before anything touches the disk.
+
+use std::time::Duration;
+
+use strata_sstable::TableOptions;
+use strata_wal::RecoveryMode;
+
+use crate::{Error, Result};
+
+/// One day in microseconds: the default partition width.
+pub const DAY_MICROS: u64 = 86_400_000_000;
+
+/// Largest payload of one event (1 MiB). Behavior events are tens of bytes; the limit keeps
+/// one event from dominating a block or a memtable.
+pub const MAX_PAYLOAD_BYTES: usize = 1 << 20;
+
+/// How retention measures "now".
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RetentionClock {
+    /// The newest event time the database has seen (default): replaying old data keeps it.
+    EventTime,
+    /// The system clock, as microseconds since the Unix epoch.
+    WallClock,
+}
+
+/// Options of [`crate::Db::open`].
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// Width of a time partition in microseconds (default one day). Fixed when the
+    /// database is created; opening with another width is refused.
+    pub partition_width: u64,
+    /// A memtable becomes immutable and is flushed once it holds about this many bytes
+    /// (default 64 MiB).
+    pub memtable_bytes: usize,
+    /// Immutable memtables waiting for flush (default 2). At this count writers wait for a
+    /// flush; one below it they are slowed.
+    pub max_immutable_memtables: usize,
+    /// Budget of the decoded-block cache (default 256 MiB).
+    pub block_cache_bytes: usize,
+    /// Events older than this are invisible at once and their partitions are dropped.
+    pub retention: Option<Duration>,
+    /// What retention measures against (default the newest event time).
+    pub retention_clock: RetentionClock,
+    /// How new tables are built (block size, compression, filter bits).
+    pub table: TableOptions,
+    /// WAL segment size (default 64 MiB).
+    pub wal_segment_bytes: u64,
+    /// When set, unsynced WAL appends are fsynced in the background at this interval.
+    pub wal_sync_interval: Option<Duration>,
+    /// How WAL recovery treats mid-log damage (default strict: refuse to open).
+    pub wal_recovery: RecoveryMode,
+    /// The manifest is rewritten once its log exceeds this many bytes and twice the size
+    /// of a fresh copy (default 4 MiB).
+    pub manifest_rewrite_bytes: u64,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            partition_width: DAY_MICROS,
+            memtable_bytes: 64 << 20,
+            max_immutable_memtables: 2,
+            block_cache_bytes: 256 << 20,
+            retention: None,
+            retention_clock: RetentionClock::EventTime,
+            table: TableOptions::default(),
+            wal_segment_bytes: 64 << 20,
+            wal_sync_interval: None,
+            wal_recovery: RecoveryMode::Strict,
+            manifest_rewrite_bytes: 4 << 20,
+        }
+    }
+}
+
+impl Options {
+    /// Refuses settings that cannot work, naming the option.
+    pub fn validate(&self) -> Result<()> {
+        if self.partition_width == 0 {
+            return Err(Error::invalid("partition_width", "must be at least 1 microsecond"));
+        }
+        if i64::try_from(self.partition_width).is_err() {
+            return Err(Error::invalid("partition_width", "must fit in an i64"));
+        }
+        if self.memtable_bytes < 4096 {
+            return Err(Error::invalid("memtable_bytes", format!("{} is below 4096", self.memtable_bytes)));
+        }
+        if self.max_immutable_memtables == 0 {
+            return Err(Error::invalid("max_immutable_memtables", "must be at least 1"));
+        }
+        if self.retention.is_some_and(|r| r.is_zero()) {
+            return Err(Error::invalid("retention", "a zero retention would hide every event"));
+        }
+        if self.retention.is_some_and(|r| i64::try_from(r.as_micros()).is_err()) {
+            return Err(Error::invalid("retention", "must fit in i64 microseconds"));
+        }
+        if self.table.block_bytes == 0 {
+            return Err(Error::invalid("table.block_bytes", "must not be zero"));
+        }
+        if self.wal_segment_bytes < 4096 {
+            return Err(Error::invalid("wal_segment_bytes", "is below 4096"));
+        }
+        if self.wal_sync_interval.is_some_and(|d| d.is_zero()) {
+            return Err(Error::invalid("wal_sync_interval", "must not be zero"));
+        }
+        Ok(())
+    }
+
+    /// The partition width as a signed number of microseconds (validated to fit).
+    pub(crate) fn width(&self) -> i64 {
+        i64::try_from(self.partition_width).unwrap_or(i64::MAX)
+    }
+}
+
+/// Options of one write.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct WriteOptions {
+    /// Return only once the write is durable (fsynced). With `false` it is handed to the OS
+    /// and survives a process crash, but not a power loss, until the next sync.
+    pub sync: bool,
+}
+
+/// The time partition of `ts` (floor division, so negative times work).
+pub(crate) fn partition_of(ts: i64, width: i64) -> i64 {
+    ts.div_euclid(width)
+}
+
+/// First and last timestamp of partition `p`, clamped to the i64 range.
+pub(crate) fn partition_bounds(p: i64, width: i64) -> (i64, i64) {
+    let first = i128::from(p) * i128::from(width);
+    let last = first + i128::from(width) - 1;
+    let clamp = |v: i128| i64::try_from(v).unwrap_or(if v < 0 { i64::MIN } else { i64::MAX });
+    (clamp(first), clamp(last))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn partitions_floor_negative_times() {
+        assert_eq!(partition_of(-1, 10), -1);
+        assert_eq!(partition_of(0, 10), 0);
+        assert_eq!(partition_of(19, 10), 1);
+        assert_eq!(partition_bounds(-1, 10), (-10, -1));
+        assert_eq!(partition_of(i64::MIN, 1), i64::MIN);
+        assert_eq!(partition_bounds(i64::MIN, 1), (i64::MIN, i64::MIN));
+        let w = i64::MAX;
+        assert_eq!(partition_bounds(partition_of(i64::MAX, w), w).1, i64::MAX);
+        assert_eq!(partition_of(i64::MIN, w), -2);
+    }
+
+    #[test]
+    fn contradictory_options_are_refused_by_name() {
+        let bad = Options { partition_width: 0, ..Options::default() };
+        match bad.validate() {
+            Err(Error::InvalidArgument { arg, .. }) => assert_eq!(arg, "partition_width"),
+            other => panic!("{other:?}"),
+        }
+        assert!(Options::default().validate().is_ok());
+    }
+}

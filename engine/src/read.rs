@@ -1,0 +1,356 @@
+//! The read path: a [`ReadView`] (a pinned [`SuperVersion`] and a seqno) and the merge
+//! that resolves one user's events from every source that may hold them.
+//!
+//! Sources are the memtables and the tables. Each is known by the time span it may hold
+//! for the user (a memtable knows it exactly; a table by its footer's `min_ts..=max_ts`).
+//! A read walks timestamps in one direction (newest first for `latest`, ascending for
+//! `range` and `get`) and opens a source only once the walk reaches its span: a table is
+//! opened (its user filter probed, its range deletes loaded, its iterator started) when
+//! no event still pending can be newer than the table's newest. So `latest` reads the
+//! memtables, then the newest partition's sequence tables newest-first together with the
+//! unsequence tables that overlap them, then older partitions, and stops as soon as it has
+//! its `n` events: the tables it never reached are never touched.
+//!
+//! Resolution, at the view's seqno `S`, for each timestamp met:
+//! - of all versions stored at `(user, ts)` with seqno `<= S`, the newest wins;
+//! - a winning delete, or a range delete with seqno `<= S` newer than the winner that
+//!   covers `ts`, hides the event (`delete_user` is a range delete over all time);
+//! - events older than the retention cutoff are never read (the span starts there).
+//!
+//! Invariant behind the lazy opening: every range delete that covers `ts` lies in a source
+//! whose span contains `ts` (a table's span includes its range deletes), so it has been
+//! loaded before any event at `ts` is resolved.
+
+use std::collections::BinaryHeap;
+use std::ops::RangeBounds;
+use std::sync::Arc;
+
+use strata_sstable::{Entry, Kind, UserIter, UserRevIter};
+
+use crate::batch::inclusive_bounds;
+use crate::memtable::Memtable;
+use crate::version::{SuperVersion, TableFile};
+use crate::{Event, Result};
+
+/// Memtable entries fetched per step of a cursor: a step holds a shard lock briefly.
+const MEM_CHUNK_REV: usize = 64;
+const MEM_CHUNK_FWD: usize = 256;
+
+/// A consistent view: the pinned memtables and tables, read at one seqno.
+#[derive(Clone)]
+pub(crate) struct ReadView {
+    pub sv: Arc<SuperVersion>,
+    pub seqno: u64,
+    /// Oldest visible timestamp (retention); `i64::MIN` without retention.
+    pub cutoff: i64,
+}
+
+impl ReadView {
+    /// The event at `(user, ts)`, if one is visible.
+    pub fn get(&self, user: u64, ts: i64) -> Result<Option<Event>> {
+        Merge::new(self.clone(), user, ts, ts, Direction::Forward).next_event().transpose()
+    }
+
+    /// The newest `n` visible events of `user`, newest first.
+    pub fn latest(&self, user: u64, n: usize) -> Result<Vec<Event>> {
+        let mut out = Vec::with_capacity(n.min(4096));
+        if n == 0 {
+            return Ok(out);
+        }
+        let mut merge = Merge::new(self.clone(), user, i64::MIN, i64::MAX, Direction::Backward);
+        while out.len() < n {
+            match merge.next_event() {
+                Some(event) => out.push(event?),
+                None => break,
+            }
+        }
+        Ok(out)
+    }
+
+    /// The visible events of `user` in `range`, ascending, streamed.
+    pub fn range(&self, user: u64, range: impl RangeBounds<i64>) -> Result<RangeIter> {
+        let merge = inclusive_bounds(&range)?
+            .map(|(lo, hi)| Merge::new(self.clone(), user, lo, hi, Direction::Forward));
+        Ok(RangeIter { merge })
+    }
+}
+
+/// The events of one user in a time range, ascending. Returned by `Db::range` and
+/// `Snapshot::range`; it pins the tables it reads until dropped. After an error it ends.
+pub struct RangeIter {
+    merge: Option<Merge>,
+}
+
+impl Iterator for RangeIter {
+    type Item = Result<Event>;
+
+    fn next(&mut self) -> Option<Result<Event>> {
+        let item = self.merge.as_mut()?.next_event();
+        if !matches!(item, Some(Ok(_))) {
+            self.merge = None;
+        }
+        item
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Direction {
+    Forward,
+    Backward,
+}
+
+enum Source {
+    Mem(Arc<Memtable>),
+    Table(Arc<TableFile>),
+}
+
+/// A source not opened yet, with the span of timestamps it may hold for the user.
+struct Candidate {
+    source: Source,
+    min_ts: i64,
+    max_ts: i64,
+}
+
+/// An opened source, yielding the user's point entries (puts and deletes) in the merge's
+/// direction; range deletes are read separately when the source is opened.
+enum Cursor {
+    Mem(MemCursor),
+    Forward(UserIter),
+    Backward(UserRevIter),
+}
+
+struct MemCursor {
+    mem: Arc<Memtable>,
+    user: u64,
+    lo: i64,
+    hi: i64,
+    forward: bool,
+    buf: std::vec::IntoIter<Entry>,
+    /// Key of the last entry fetched: where the next chunk starts.
+    last: Option<(i64, u64)>,
+    done: bool,
+}
+
+impl MemCursor {
+    fn next(&mut self) -> Option<Entry> {
+        if let Some(entry) = self.buf.next() {
+            return Some(entry);
+        }
+        if self.done {
+            return None;
+        }
+        let mut chunk = Vec::new();
+        let (limit, fetched) = if self.forward {
+            let n = self.mem.scan(self.user, self.last, self.lo, self.hi, MEM_CHUNK_FWD, &mut chunk);
+            (MEM_CHUNK_FWD, n)
+        } else {
+            let n = self.mem.scan_rev(self.user, self.last, self.lo, self.hi, MEM_CHUNK_REV, &mut chunk);
+            (MEM_CHUNK_REV, n)
+        };
+        self.done = fetched < limit;
+        self.last = chunk.last().map(|e| (e.ts, e.seqno));
+        self.buf = chunk.into_iter();
+        self.buf.next()
+    }
+}
+
+impl Cursor {
+    fn next(&mut self) -> Option<Result<Entry>> {
+        loop {
+            let entry = match self {
+                Cursor::Mem(mem) => mem.next().map(Ok),
+                Cursor::Forward(iter) => iter.next().map(|e| e.map_err(Into::into)),
+                Cursor::Backward(iter) => iter.next().map(|e| e.map_err(Into::into)),
+            };
+            match entry {
+                Some(Ok(e)) if e.kind == Kind::RangeDelete => continue,
+                other => return other,
+            }
+        }
+    }
+}
+
+/// The head entry of one cursor in the merge heap, ordered by `key` (the timestamp turned
+/// so that the next one to resolve is the largest).
+struct Head {
+    key: i64,
+    cursor: usize,
+    entry: Entry,
+}
+
+impl PartialEq for Head {
+    fn eq(&self, other: &Self) -> bool {
+        self.key == other.key
+    }
+}
+impl Eq for Head {}
+impl PartialOrd for Head {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for Head {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.key.cmp(&other.key)
+    }
+}
+
+/// The lazy k-way merge of one user's sources; see the module doc.
+struct Merge {
+    view: ReadView,
+    user: u64,
+    lo: i64,
+    hi: i64,
+    direction: Direction,
+    /// Unopened sources; `pop` gives the next one the walk reaches.
+    pending: Vec<Candidate>,
+    cursors: Vec<Cursor>,
+    heap: BinaryHeap<Head>,
+    /// Range deletes of the user visible at the view's seqno, from the opened sources.
+    range_deletes: Vec<Entry>,
+}
+
+impl Merge {
+    fn new(view: ReadView, user: u64, lo: i64, hi: i64, direction: Direction) -> Merge {
+        let lo = lo.max(view.cutoff);
+        let mut pending = Vec::new();
+        if lo <= hi {
+            for mem in view.sv.memtables() {
+                if let Some((min_ts, max_ts)) = mem.user_bounds(user) {
+                    if min_ts <= hi && lo <= max_ts {
+                        pending.push(Candidate { source: Source::Mem(Arc::clone(mem)), min_ts, max_ts });
+                    }
+                }
+            }
+            for table in &view.sv.version.by_max_ts {
+                let r = &table.record;
+                if r.min_ts <= hi && lo <= r.max_ts {
+                    let (min_ts, max_ts) = (r.min_ts, r.max_ts);
+                    pending.push(Candidate { source: Source::Table(Arc::clone(table)), min_ts, max_ts });
+                }
+            }
+        }
+        // `pop` takes from the end: the source the walk reaches first goes last.
+        match direction {
+            Direction::Backward => pending.sort_by_key(|c| c.max_ts),
+            Direction::Forward => pending.sort_by_key(|c| std::cmp::Reverse(c.min_ts)),
+        }
+        Merge {
+            view,
+            user,
+            lo,
+            hi,
+            direction,
+            pending,
+            cursors: Vec::new(),
+            heap: BinaryHeap::new(),
+            range_deletes: Vec::new(),
+        }
+    }
+
+    fn key(&self, ts: i64) -> i64 {
+        match self.direction {
+            Direction::Backward => ts,
+            // Bitwise not reverses the order of i64 without overflow.
+            Direction::Forward => !ts,
+        }
+    }
+
+    /// Whether the next unopened source may hold an event at or beyond the heap's top.
+    fn must_open_next(&self) -> bool {
+        let Some(next) = self.pending.last() else { return false };
+        match self.heap.peek() {
+            None => true,
+            Some(top) => match self.direction {
+                Direction::Backward => next.max_ts >= top.entry.ts,
+                Direction::Forward => next.min_ts <= top.entry.ts,
+            },
+        }
+    }
+
+    fn open(&mut self, candidate: Candidate) -> Result<()> {
+        let (user, lo, hi, seqno) = (self.user, self.lo, self.hi, self.view.seqno);
+        let forward = self.direction == Direction::Forward;
+        let mut deletes = Vec::new();
+        let cursor = match candidate.source {
+            Source::Mem(mem) => {
+                mem.range_deletes(user, &mut deletes);
+                Cursor::Mem(MemCursor {
+                    mem,
+                    user,
+                    lo,
+                    hi,
+                    forward,
+                    buf: Vec::new().into_iter(),
+                    last: None,
+                    done: false,
+                })
+            }
+            Source::Table(table) => {
+                if !table.table.may_contain_user(user) {
+                    return Ok(());
+                }
+                deletes = table.table.range_deletes(user)?;
+                if forward {
+                    Cursor::Forward(table.table.user_range(user, lo, hi))
+                } else {
+                    Cursor::Backward(table.table.user_range_rev(user, lo, hi))
+                }
+            }
+        };
+        self.range_deletes.extend(
+            deletes
+                .into_iter()
+                .filter(|d| d.seqno <= seqno && d.ts <= hi && d.range_last().is_some_and(|last| lo <= last)),
+        );
+        self.cursors.push(cursor);
+        self.advance(self.cursors.len() - 1)
+    }
+
+    /// Pushes the next entry of cursor `i` onto the heap.
+    fn advance(&mut self, i: usize) -> Result<()> {
+        if let Some(entry) = self.cursors[i].next().transpose()? {
+            self.heap.push(Head { key: self.key(entry.ts), cursor: i, entry });
+        }
+        Ok(())
+    }
+
+    fn next_event(&mut self) -> Option<Result<Event>> {
+        self.step().transpose()
+    }
+
+    fn step(&mut self) -> Result<Option<Event>> {
+        loop {
+            while self.must_open_next() {
+                if let Some(candidate) = self.pending.pop() {
+                    self.open(candidate)?;
+                }
+            }
+            let Some(top) = self.heap.pop() else { return Ok(None) };
+            let ts = top.entry.ts;
+            // Every version at `ts` is at the top now: gather them and keep the newest
+            // visible one.
+            let mut best: Option<Entry> = None;
+            let mut head = Some(top);
+            while let Some(Head { cursor, entry, .. }) = head {
+                self.advance(cursor)?;
+                if entry.seqno <= self.view.seqno && best.as_ref().is_none_or(|b| entry.seqno > b.seqno) {
+                    best = Some(entry);
+                }
+                head =
+                    if self.heap.peek().is_some_and(|h| h.entry.ts == ts) { self.heap.pop() } else { None };
+            }
+            let Some(best) = best else { continue };
+            if best.kind != Kind::Put || self.range_deleted(&best) {
+                continue;
+            }
+            return Ok(Some(Event { user: self.user, ts, payload: best.value }));
+        }
+    }
+
+    fn range_deleted(&self, entry: &Entry) -> bool {
+        self.range_deletes.iter().any(|d| {
+            d.seqno > entry.seqno && d.ts <= entry.ts && d.range_last().is_some_and(|last| entry.ts <= last)
+        })
+    }
+}
