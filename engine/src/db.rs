@@ -22,13 +22,14 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use parking_lot::{Condvar, Mutex, RwLock};
-use strata_sstable::{BlockCache, Kind};
+use strata_sstable::{BlockCache, Entry};
 use strata_vfs::{FileSystem, LockGuard, OsFs};
 use strata_wal::{Batch, Op, Wal, MAX_BATCH_BYTES};
 
 use crate::flush::{flush, FlushContext};
 use crate::manifest::{Edit, ManifestWriter};
 use crate::memtable::Memtable;
+use crate::open::fresh_manifest;
 use crate::options::partition_bounds;
 use crate::publish::Publisher;
 use crate::read::{RangeIter, ReadView};
@@ -271,18 +272,20 @@ pub(crate) fn apply(mem: &Memtable, batch: &Batch, first: u64) -> i64 {
     let shared = Bytes::copy_from_slice(encoded);
     let base = encoded.as_ptr() as usize;
     let mut newest = i64::MIN;
+    let mut points = Vec::with_capacity(batch.len() as usize);
     for (seqno, op) in (first..).zip(batch.iter()) {
         match op {
             Op::Put { user, ts, payload } => {
                 // The payload is a slice of `encoded`; the same range of the copy.
                 let at = payload.as_ptr() as usize - base;
-                mem.insert(user, ts, seqno, Kind::Put, shared.slice(at..at + payload.len()));
+                points.push(Entry::put(user, ts, seqno, shared.slice(at..at + payload.len())));
                 newest = newest.max(ts);
             }
-            Op::Delete { user, ts } => mem.insert(user, ts, seqno, Kind::Delete, Bytes::new()),
+            Op::Delete { user, ts } => points.push(Entry::delete(user, ts, seqno)),
             Op::DeleteRange { user, first, last } => mem.insert_range_delete(user, first, last, seqno),
         }
     }
+    mem.insert_batch(points);
     newest
 }
 
@@ -481,12 +484,9 @@ impl Inner {
         }
         old.retire(&edit.removed);
         if manifest.file_bytes() > self.options.manifest_rewrite_bytes {
-            let fresh = ManifestWriter::create(
-                Arc::clone(&self.fs),
-                &self.dir,
-                manifest.number() + 1,
-                &version.state,
-            )?;
+            // A file of that number can only be a leftover of a failed rewrite: CURRENT
+            // never named it.
+            let fresh = fresh_manifest(&self.fs, &self.dir, manifest.number() + 1, &version.state)?;
             let stale = std::mem::replace(&mut *manifest, fresh);
             self.counters.manifest_bytes_retired.fetch_add(stale.bytes_written(), Ordering::Relaxed);
             // A leftover is removed by the next open; CURRENT no longer names it.

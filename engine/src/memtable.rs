@@ -29,6 +29,7 @@ use std::fmt;
 use std::hash::{BuildHasher, Hasher};
 use std::sync::atomic::{AtomicI64, AtomicU64, AtomicUsize, Ordering};
 
+#[cfg(test)]
 use bytes::Bytes;
 use parking_lot::RwLock;
 use strata_sstable::{Entry, Kind};
@@ -190,8 +191,12 @@ impl Memtable {
 
     /// The shard holding `user`.
     fn shard(&self, user: u64) -> &RwLock<HashMap<u64, UserRun, FastHash>> {
-        let index = usize::try_from(mix64(user) >> (64 - SHARD_BITS)).unwrap_or(0);
-        &self.shards[index % SHARDS].0
+        &self.shards[self.shard_index(user)].0
+    }
+
+    /// The index of the shard holding `user`.
+    fn shard_index(&self, user: u64) -> usize {
+        usize::try_from(mix64(user) >> (64 - SHARD_BITS)).unwrap_or(0) % SHARDS
     }
 
     /// Updates the counters after an insert of `bytes` bytes at `seqno` covering `lo..=hi`.
@@ -210,6 +215,7 @@ impl Memtable {
     /// A `Kind::RangeDelete` is routed to [`Memtable::insert_range_delete`], its payload
     /// holding `last` as 8 little-endian bytes as in [`Entry::range_delete`]; a malformed
     /// payload covers `ts` alone. Repeating an existing `(user, ts, seqno)` replaces it.
+    #[cfg(test)]
     pub fn insert(&self, user: u64, ts: i64, seqno: u64, kind: Kind, payload: Bytes) {
         let entry = match kind {
             Kind::Put => Entry::put(user, ts, seqno, payload),
@@ -235,6 +241,60 @@ impl Memtable {
         if let Some(old) = replaced {
             self.bytes.fetch_sub(ENTRY_OVERHEAD + old, Ordering::Relaxed);
         }
+    }
+
+    /// Inserts the puts and point deletes of one write batch (no range deletes).
+    ///
+    /// The write path's fast lane: the entries are grouped by shard so that each shard's
+    /// lock is taken once per batch rather than once per event, and the counters are
+    /// updated once. Per-event locking cost a lock round trip per event, and each release
+    /// waited for that event's cache misses; grouped, the misses of a shard overlap.
+    pub fn insert_batch(&self, entries: Vec<Entry>) {
+        if entries.is_empty() {
+            return;
+        }
+        let (mut min_seqno, mut max_seqno) = (u64::MAX, 0);
+        let (mut min_ts, mut max_ts) = (i64::MAX, i64::MIN);
+        let mut keyed: Vec<(usize, Entry)> = Vec::with_capacity(entries.len());
+        for entry in entries {
+            debug_assert!(entry.kind != Kind::RangeDelete, "range deletes go through insert_range_delete");
+            min_seqno = min_seqno.min(entry.seqno);
+            max_seqno = max_seqno.max(entry.seqno);
+            min_ts = min_ts.min(entry.ts);
+            max_ts = max_ts.max(entry.ts);
+            keyed.push((self.shard_index(entry.user), entry));
+        }
+        // Stable: a user's entries keep their batch order, which is usually ts order and
+        // so takes the append fast path.
+        keyed.sort_by_key(|(shard, _)| *shard);
+        let count = keyed.len() as u64;
+        let (mut added, mut removed) = (0usize, 0usize);
+        let mut rest = keyed.into_iter().peekable();
+        while let Some((shard_index, first)) = rest.next() {
+            let mut shard = self.shards[shard_index].0.write();
+            let mut next = Some(first);
+            while let Some(entry) = next {
+                added += ENTRY_OVERHEAD + entry.value.len();
+                let run = match shard.entry(entry.user) {
+                    MapEntry::Occupied(slot) => slot.into_mut(),
+                    MapEntry::Vacant(slot) => {
+                        added += USER_OVERHEAD;
+                        slot.insert(UserRun::new())
+                    }
+                };
+                if let Some(old) = run.insert(entry) {
+                    removed += ENTRY_OVERHEAD + old;
+                }
+                next = rest.next_if(|(s, _)| *s == shard_index).map(|(_, e)| e);
+            }
+        }
+        self.bytes.fetch_add(added, Ordering::Relaxed);
+        self.bytes.fetch_sub(removed, Ordering::Relaxed);
+        self.max_seqno.fetch_max(max_seqno, Ordering::Relaxed);
+        self.min_seqno.fetch_min(min_seqno, Ordering::Relaxed);
+        self.min_ts.fetch_min(min_ts, Ordering::Relaxed);
+        self.max_ts.fetch_max(max_ts, Ordering::Relaxed);
+        self.ops.fetch_add(count, Ordering::Release);
     }
 
     /// Records a delete of every event of `user` with first <= ts <= last, at `seqno`.

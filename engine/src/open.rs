@@ -145,7 +145,7 @@ fn new_database(dir: &Path, names: &[String], options: &Options) -> Result<Manif
 
 /// Creates manifest `number`, replacing a leftover of that name from an interrupted open
 /// (CURRENT never named it: it is only named once complete and synced).
-fn fresh_manifest(
+pub(crate) fn fresh_manifest(
     fs: &Arc<dyn FileSystem>,
     dir: &Path,
     number: u64,

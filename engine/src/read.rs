@@ -170,30 +170,10 @@ impl Cursor {
     }
 }
 
-/// The head entry of one cursor in the merge heap, ordered by `key` (the timestamp turned
-/// so that the next one to resolve is the largest).
-struct Head {
-    key: i64,
-    cursor: usize,
-    entry: Entry,
-}
-
-impl PartialEq for Head {
-    fn eq(&self, other: &Self) -> bool {
-        self.key == other.key
-    }
-}
-impl Eq for Head {}
-impl PartialOrd for Head {
-    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
-        Some(self.cmp(other))
-    }
-}
-impl Ord for Head {
-    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
-        self.key.cmp(&other.key)
-    }
-}
+/// A cursor in the merge heap: `(key, cursor)`, where `key` is its head entry's timestamp
+/// turned so that the next one to resolve is the largest. The entry itself stays in
+/// `Merge::heads`: the heap moves 16 bytes per step, not a whole entry.
+type Head = (i64, usize);
 
 /// The lazy k-way merge of one user's sources; see the module doc.
 struct Merge {
@@ -205,6 +185,8 @@ struct Merge {
     /// Unopened sources; `pop` gives the next one the walk reaches.
     pending: Vec<Candidate>,
     cursors: Vec<Cursor>,
+    /// The next entry of each cursor, if it has one; `heap` orders them.
+    heads: Vec<Option<Entry>>,
     heap: BinaryHeap<Head>,
     /// Range deletes of the user visible at the view's seqno, from the opened sources.
     range_deletes: Vec<Entry>,
@@ -243,6 +225,7 @@ impl Merge {
             direction,
             pending,
             cursors: Vec::new(),
+            heads: Vec::new(),
             heap: BinaryHeap::new(),
             range_deletes: Vec::new(),
         }
@@ -256,14 +239,20 @@ impl Merge {
         }
     }
 
+    /// The timestamp of the entry at the heap's top.
+    fn top_ts(&self) -> Option<i64> {
+        let &(_, cursor) = self.heap.peek()?;
+        self.heads[cursor].as_ref().map(|e| e.ts)
+    }
+
     /// Whether the next unopened source may hold an event at or beyond the heap's top.
     fn must_open_next(&self) -> bool {
         let Some(next) = self.pending.last() else { return false };
-        match self.heap.peek() {
+        match self.top_ts() {
             None => true,
-            Some(top) => match self.direction {
-                Direction::Backward => next.max_ts >= top.entry.ts,
-                Direction::Forward => next.min_ts <= top.entry.ts,
+            Some(ts) => match self.direction {
+                Direction::Backward => next.max_ts >= ts,
+                Direction::Forward => next.min_ts <= ts,
             },
         }
     }
@@ -304,15 +293,26 @@ impl Merge {
                 .filter(|d| d.seqno <= seqno && d.ts <= hi && d.range_last().is_some_and(|last| lo <= last)),
         );
         self.cursors.push(cursor);
+        self.heads.push(None);
         self.advance(self.cursors.len() - 1)
     }
 
-    /// Pushes the next entry of cursor `i` onto the heap.
+    /// Loads the next entry of cursor `i` and puts it on the heap.
     fn advance(&mut self, i: usize) -> Result<()> {
-        if let Some(entry) = self.cursors[i].next().transpose()? {
-            self.heap.push(Head { key: self.key(entry.ts), cursor: i, entry });
+        let next = self.cursors[i].next().transpose()?;
+        if let Some(entry) = &next {
+            self.heap.push((self.key(entry.ts), i));
         }
+        self.heads[i] = next;
         Ok(())
+    }
+
+    /// Takes the head entry of the cursor at the heap's top and advances that cursor.
+    fn pop(&mut self) -> Result<Option<Entry>> {
+        let Some((_, cursor)) = self.heap.pop() else { return Ok(None) };
+        let entry = self.heads[cursor].take();
+        self.advance(cursor)?;
+        Ok(entry)
     }
 
     fn next_event(&mut self) -> Option<Result<Event>> {
@@ -326,19 +326,17 @@ impl Merge {
                     self.open(candidate)?;
                 }
             }
-            let Some(top) = self.heap.pop() else { return Ok(None) };
-            let ts = top.entry.ts;
+            let Some(first) = self.pop()? else { return Ok(None) };
+            let ts = first.ts;
             // Every version at `ts` is at the top now: gather them and keep the newest
             // visible one.
             let mut best: Option<Entry> = None;
-            let mut head = Some(top);
-            while let Some(Head { cursor, entry, .. }) = head {
-                self.advance(cursor)?;
+            let mut next = Some(first);
+            while let Some(entry) = next {
                 if entry.seqno <= self.view.seqno && best.as_ref().is_none_or(|b| entry.seqno > b.seqno) {
                     best = Some(entry);
                 }
-                head =
-                    if self.heap.peek().is_some_and(|h| h.entry.ts == ts) { self.heap.pop() } else { None };
+                next = if self.top_ts() == Some(ts) { self.pop()? } else { None };
             }
             let Some(best) = best else { continue };
             if best.kind != Kind::Put || self.range_deleted(&best) {

@@ -95,7 +95,7 @@ impl Version {
     /// A version of `state` with its tables already opened.
     pub fn new(state: ManifestState, tables: BTreeMap<u64, Arc<TableFile>>) -> Version {
         let mut by_max_ts: Vec<Arc<TableFile>> = tables.values().cloned().collect();
-        by_max_ts.sort_by(|a, b| (b.record.max_ts, b.record.number).cmp(&(a.record.max_ts, a.record.number)));
+        by_max_ts.sort_by_key(|t| std::cmp::Reverse((t.record.max_ts, t.record.number)));
         Version { state, tables, by_max_ts }
     }
 

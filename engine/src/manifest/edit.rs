@@ -148,7 +148,10 @@ impl Edit {
             if !(TAG_PARTITION_WIDTH..=TAG_DROPPED_PARTITION).contains(&tag) {
                 return Err(format!("unknown tag {tag} at byte {at}"));
             }
-            if tag < previous || (tag == previous && tag <= TAG_NEXT_FILE_NUMBER) {
+            if tag == previous && tag <= TAG_NEXT_FILE_NUMBER {
+                return Err(format!("scalar tag {tag} repeated at byte {at}"));
+            }
+            if tag < previous {
                 return Err(format!("tag {tag} at byte {at} after tag {previous}: not the canonical order"));
             }
             previous = tag;
@@ -168,6 +171,7 @@ impl Edit {
                 let partition = reader.i64("watermark partition")?;
                 self.watermarks.push((partition, reader.i64("watermark ts")?));
             }
+            // `decode` refused every tag outside 1..=7: this is TAG_DROPPED_PARTITION.
             _ => self.dropped_partitions.push(reader.i64("dropped partition")?),
         }
         Ok(())

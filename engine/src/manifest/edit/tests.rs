@@ -192,7 +192,7 @@ fn decode_refuses_unknown_repeated_and_disordered_tags() {
     assert!(unknown.contains("unknown tag 0"), "{unknown}");
     assert!(Edit::decode(&[8, 0, 0, 0, 0, 0, 0, 0, 0]).unwrap_err().contains("unknown tag 8"));
     let twice = Edit::decode(&[width, width].concat()).unwrap_err();
-    assert!(twice.contains("not the canonical order"), "{twice}");
+    assert!(twice.contains("scalar tag 1 repeated at byte 9"), "{twice}");
     let backwards = Edit::decode(&[seqno, width].concat()).unwrap_err();
     assert!(backwards.contains("tag 1 at byte 9 after tag 2"), "{backwards}");
     // A list field may repeat.
