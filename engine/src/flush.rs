@@ -18,7 +18,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::sync::Arc;
 
-use strata_sstable::{table_order, BlockCache, Entry, TableBuilder, TableMeta, TableOptions};
+use strata_sstable::{table_order, BlockCache, Entry, Kind, TableBuilder, TableMeta, TableOptions};
 use strata_vfs::FileSystem;
 
 use crate::manifest::{Edit, TableRecord};
@@ -93,7 +93,11 @@ pub(crate) fn flush(
 ) -> Result<Flushed> {
     let mut builders = Builders { ctx, next_file, open: BTreeMap::new() };
     match write_entries(&mut builders, mem, version) {
-        Ok((events, late_events)) => finish(builders, events, late_events),
+        Ok((events, late_events, newest_put)) => {
+            let mut flushed = finish(builders, events, late_events)?;
+            flushed.edit.newest_event_ts = newest_put;
+            Ok(flushed)
+        }
         Err(err) => {
             builders.abandon();
             Err(err)
@@ -114,12 +118,24 @@ fn live_partitions(mem: &Memtable, version: &Version, width: i64) -> Result<BTre
     Ok(partitions)
 }
 
-fn write_entries(builders: &mut Builders<'_>, mem: &Memtable, version: &Version) -> Result<(u64, u64)> {
+/// Writes every entry; returns the events written, the late ones among them, and the newest
+/// ts of a put (retention's clock).
+fn write_entries(
+    builders: &mut Builders<'_>,
+    mem: &Memtable,
+    version: &Version,
+) -> Result<(u64, u64, Option<i64>)> {
     let width = builders.ctx.width;
     let watermarks = &version.state.watermarks;
     let sequence_of = |partition: i64, ts: i64| watermarks.get(&partition).is_none_or(|&mark| ts > mark);
     let mut partitions: Option<BTreeSet<i64>> = None;
     let (mut events, mut late) = (0u64, 0u64);
+    let mut newest_put: Option<i64> = None;
+    let mut saw_put = |entry: &Entry| {
+        if entry.kind == Kind::Put {
+            newest_put = Some(newest_put.map_or(entry.ts, |n| n.max(entry.ts)));
+        }
+    };
     for user in mem.users() {
         let mut range_deletes = Vec::new();
         let result = mem.with_user(user, |entries, deletes| -> Result<()> {
@@ -131,6 +147,7 @@ fn write_entries(builders: &mut Builders<'_>, mem: &Memtable, version: &Version)
                 let partition = partition_of(entry.ts, width);
                 let sequence = sequence_of(partition, entry.ts);
                 builders.add(partition, sequence, entry)?;
+                saw_put(entry);
                 events += 1;
                 late += u64::from(!sequence);
             }
@@ -166,13 +183,14 @@ fn write_entries(builders: &mut Builders<'_>, mem: &Memtable, version: &Version)
         routed.sort_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)).then_with(|| table_order(&a.2, &b.2)));
         for (partition, sequence, entry) in &routed {
             builders.add(*partition, *sequence, entry)?;
-            if entry.kind != strata_sstable::Kind::RangeDelete {
+            saw_put(entry);
+            if entry.kind != Kind::RangeDelete {
                 events += 1;
                 late += u64::from(!*sequence);
             }
         }
     }
-    Ok((events, late))
+    Ok((events, late, newest_put))
 }
 
 static EMPTY: BTreeSet<i64> = BTreeSet::new();

@@ -43,9 +43,15 @@ pub(crate) fn open(fs: Arc<dyn FileSystem>, dir: &Path, options: Options) -> Res
     }
     let lock = fs.lock(&dir.join(LOCK_NAME))?;
     let names = fs.list(dir)?;
-    let (state, old_manifest) = match load(fs.as_ref(), dir)? {
-        Some(loaded) => (loaded.state, Some(loaded.manifest_number)),
-        None => (new_database(dir, &names, &options)?, None),
+    // A new database gets its manifest and CURRENT before anything else (the WAL
+    // directory included), so that a directory with a WAL but no CURRENT is never ours.
+    let (state, mut manifest, old_manifest) = match load(fs.as_ref(), dir)? {
+        Some(loaded) => (loaded.state, None, Some(loaded.manifest_number)),
+        None => {
+            let state = new_database(dir, &names, &options)?;
+            let writer = fresh_manifest(&fs, dir, 1, &state)?;
+            (state, Some(writer), None)
+        }
     };
     if state.partition_width != options.partition_width {
         return Err(Error::invalid(
@@ -87,7 +93,8 @@ pub(crate) fn open(fs: Arc<dyn FileSystem>, dir: &Path, options: Options) -> Res
         ));
     }
 
-    let mut newest_ts = version.max_ts().unwrap_or(i64::MIN);
+    // Retention's clock: the newest put, as flushes recorded it, then the WAL's.
+    let mut newest_ts = version.state.newest_event_ts.unwrap_or(i64::MIN);
     let mut mems = vec![Arc::new(Memtable::new())];
     for batch in &recovery.batches {
         let mem = mems.last().map(Arc::clone).unwrap_or_default();
@@ -100,9 +107,11 @@ pub(crate) fn open(fs: Arc<dyn FileSystem>, dir: &Path, options: Options) -> Res
     mems.reverse();
     let visible = wal.next_seqno().saturating_sub(1);
 
-    let number = old_manifest.map_or(1, |n| n + 1);
-    let manifest = fresh_manifest(&fs, dir, number, &version.state)?;
-    remove_unreferenced(fs.as_ref(), dir, &version, number)?;
+    let manifest = match (manifest.take(), old_manifest) {
+        (Some(fresh), _) => fresh,
+        (None, number) => fresh_manifest(&fs, dir, number.map_or(1, |n| n + 1), &version.state)?,
+    };
+    remove_unreferenced(fs.as_ref(), dir, &version, manifest.number())?;
 
     Ok(Inner {
         dir: dir.to_path_buf(),

@@ -128,11 +128,6 @@ impl Version {
     pub fn partitions(&self) -> std::collections::BTreeSet<i64> {
         self.tables.values().map(|t| t.record.partition).collect()
     }
-
-    /// The newest event time of any table (range-delete ends included).
-    pub fn max_ts(&self) -> Option<i64> {
-        self.by_max_ts.first().map(|t| t.record.max_ts)
-    }
 }
 
 /// What a read sees: the mutable memtable, the immutable ones waiting for flush (newest

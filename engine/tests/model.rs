@@ -1,9 +1,11 @@
 //! Model test: random sequences of writes, deletes, reads, snapshots, flushes, clean reopens
 //! and WAL-replay reopens, each read checked against a `BTreeMap<(user, ts), payload>`, on
-//! the OS file system and on the simulated one. Shrunk failures are pinned below as named
-//! regression tests.
+//! the OS file system and on the simulated one. A shrunk failure is pinned as a named test
+//! at the end of the file (`run` replays a hand-written list of operations).
 //!
 //! `STRATA_MODEL_CASES` sets the number of cases per property (default 64).
+// Helpers outside `#[test]` functions unwrap and panic too: a failure is a test failure.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::collections::BTreeMap;
 use std::ops::{Bound, RangeBounds};
@@ -11,6 +13,7 @@ use std::sync::Arc;
 
 use proptest::prelude::*;
 use proptest::sample::Index;
+use proptest::strategy::ValueTree;
 use proptest::test_runner::TestCaseResult;
 use strata::vfs::SimFs;
 use strata::{Db, ErrorKind, Event, Options, Snapshot, WriteBatch, WriteOptions};
@@ -31,6 +34,13 @@ fn options() -> Options {
         manifest_rewrite_bytes: 512,
         ..Options::default()
     }
+}
+
+/// Few users and timestamps, big memtables and tiny table blocks: a user often has more
+/// entries in one memtable than a scan chunk (64) and tables have many blocks, read both ways.
+fn dense_options() -> Options {
+    let table = strata::sstable::TableOptions { block_bytes: 256, ..Default::default() };
+    Options { memtable_bytes: 64 << 10, partition_width: 16, manifest_rewrite_bytes: 512, table, ..options() }
 }
 
 fn cases() -> u32 {
@@ -142,64 +152,89 @@ enum Op {
 /// The users a case may touch, for the full checks.
 const USERS: [u64; 7] = [0, 1, 2, 3, 4, 5, u64::MAX];
 
-fn user() -> impl Strategy<Value = u64> {
-    prop_oneof![8 => 0..6u64, 1 => Just(u64::MAX), 1 => Just(0u64)]
+/// How a case picks its keys.
+#[derive(Clone, Copy, Debug)]
+enum Keys {
+    /// Users 0..6 and `u64::MAX`, ts in -50..50 and the extremes.
+    Spread,
+    /// Users 0..2 and `u64::MAX`, ts in -20..20 and the extremes: many versions per key.
+    Dense,
 }
 
-fn ts() -> impl Strategy<Value = i64> + Clone {
+fn user(keys: Keys) -> BoxedStrategy<u64> {
+    match keys {
+        Keys::Spread => prop_oneof![8 => 0..6u64, 1 => Just(u64::MAX), 1 => Just(0u64)].boxed(),
+        Keys::Dense => prop_oneof![8 => 0..2u64, 1 => Just(u64::MAX)].boxed(),
+    }
+}
+
+fn ts(keys: Keys) -> BoxedStrategy<i64> {
+    let span = match keys {
+        Keys::Spread => 50i64,
+        Keys::Dense => 20,
+    };
     prop_oneof![
-        30 => -50..50i64,
+        30 => -span..span,
         1 => Just(i64::MIN),
         1 => Just(i64::MAX),
         1 => Just(i64::MIN + 1),
         1 => Just(i64::MAX - 1),
     ]
+    .boxed()
 }
 
 fn payload() -> impl Strategy<Value = Vec<u8>> {
     prop::collection::vec(any::<u8>(), 0..40)
 }
 
-fn range() -> impl Strategy<Value = TsRange> {
+/// The `n` of a `latest`: past the memtable's chunk of 64 entries with dense keys.
+fn n(keys: Keys) -> std::ops::Range<usize> {
+    match keys {
+        Keys::Spread => 0..20,
+        Keys::Dense => 0..200,
+    }
+}
+
+fn range(keys: Keys) -> impl Strategy<Value = TsRange> {
     // Mostly ordered bounds; the raw pair (sometimes inverted) now and then.
-    let ordered = || (ts(), ts()).prop_map(|(a, b)| (a.min(b), a.max(b)));
+    let ordered = move || (ts(keys), ts(keys)).prop_map(|(a, b)| (a.min(b), a.max(b)));
     prop_oneof![
         4 => ordered().prop_map(|(a, b)| TsRange::Excl(a, b)),
         4 => ordered().prop_map(|(a, b)| TsRange::Incl(a, b)),
         2 => ordered().prop_map(|(a, b)| TsRange::After(a, b)),
-        1 => ts().prop_map(TsRange::From),
-        1 => ts().prop_map(TsRange::To),
-        1 => ts().prop_map(TsRange::ToIncl),
+        1 => ts(keys).prop_map(TsRange::From),
+        1 => ts(keys).prop_map(TsRange::To),
+        1 => ts(keys).prop_map(TsRange::ToIncl),
         1 => Just(TsRange::Full),
-        1 => (ts(), ts()).prop_map(|(a, b)| TsRange::Excl(a, b)),
-        1 => (ts(), ts()).prop_map(|(a, b)| TsRange::Incl(a, b)),
+        1 => (ts(keys), ts(keys)).prop_map(|(a, b)| TsRange::Excl(a, b)),
+        1 => (ts(keys), ts(keys)).prop_map(|(a, b)| TsRange::Incl(a, b)),
     ]
 }
 
-fn write() -> impl Strategy<Value = Write> {
+fn write(keys: Keys) -> impl Strategy<Value = Write> {
     prop_oneof![
-        6 => (user(), ts(), payload()).prop_map(|(user, ts, payload)| Write::Put { user, ts, payload }),
-        2 => (user(), ts()).prop_map(|(user, ts)| Write::Delete { user, ts }),
-        1 => (user(), range()).prop_map(|(user, range)| Write::DeleteRange { user, range }),
+        6 => (user(keys), ts(keys), payload()).prop_map(|(user, ts, payload)| Write::Put { user, ts, payload }),
+        2 => (user(keys), ts(keys)).prop_map(|(user, ts)| Write::Delete { user, ts }),
+        1 => (user(keys), range(keys)).prop_map(|(user, range)| Write::DeleteRange { user, range }),
     ]
 }
 
-fn op() -> impl Strategy<Value = Op> {
+fn op(keys: Keys) -> impl Strategy<Value = Op> {
     prop_oneof![
-        30 => (user(), ts(), payload()).prop_map(|(user, ts, payload)| Op::Put { user, ts, payload }),
-        8 => (prop::collection::vec(write(), 0..12), any::<bool>())
+        30 => (user(keys), ts(keys), payload()).prop_map(|(user, ts, payload)| Op::Put { user, ts, payload }),
+        8 => (prop::collection::vec(write(keys), 0..12), any::<bool>())
             .prop_map(|(writes, sync)| Op::Batch { writes, sync }),
-        4 => (user(), ts()).prop_map(|(user, ts)| Op::Delete { user, ts }),
-        3 => (user(), range()).prop_map(|(user, range)| Op::DeleteRange { user, range }),
-        1 => user().prop_map(|user| Op::DeleteUser { user }),
-        6 => (user(), ts()).prop_map(|(user, ts)| Op::Get { user, ts }),
-        6 => (user(), 0..20usize).prop_map(|(user, n)| Op::Latest { user, n }),
-        6 => (user(), range()).prop_map(|(user, range)| Op::Range { user, range }),
+        4 => (user(keys), ts(keys)).prop_map(|(user, ts)| Op::Delete { user, ts }),
+        3 => (user(keys), range(keys)).prop_map(|(user, range)| Op::DeleteRange { user, range }),
+        1 => user(keys).prop_map(|user| Op::DeleteUser { user }),
+        6 => (user(keys), ts(keys)).prop_map(|(user, ts)| Op::Get { user, ts }),
+        6 => (user(keys), n(keys)).prop_map(|(user, n)| Op::Latest { user, n }),
+        6 => (user(keys), range(keys)).prop_map(|(user, range)| Op::Range { user, range }),
         2 => Just(Op::TakeSnapshot),
-        2 => (any::<Index>(), user(), ts()).prop_map(|(index, user, ts)| Op::SnapshotGet { index, user, ts }),
-        2 => (any::<Index>(), user(), 0..20usize)
+        2 => (any::<Index>(), user(keys), ts(keys)).prop_map(|(index, user, ts)| Op::SnapshotGet { index, user, ts }),
+        2 => (any::<Index>(), user(keys), n(keys))
             .prop_map(|(index, user, n)| Op::SnapshotLatest { index, user, n }),
-        2 => (any::<Index>(), user(), range())
+        2 => (any::<Index>(), user(keys), range(keys))
             .prop_map(|(index, user, range)| Op::SnapshotRange { index, user, range }),
         1 => any::<Index>().prop_map(|index| Op::DropSnapshot { index }),
         2 => Just(Op::Flush),
@@ -223,10 +258,10 @@ impl Disk {
         Disk::Sim(SimFs::new())
     }
 
-    fn open(&self) -> Db {
+    fn open(&self, options: &Options) -> Db {
         let db = match self {
-            Disk::Os(dir) => Db::open(dir.path(), options()),
-            Disk::Sim(fs) => Db::open_with_fs(Arc::new(fs.clone()), SIM_DIR, options()),
+            Disk::Os(dir) => Db::open(dir.path(), options.clone()),
+            Disk::Sim(fs) => Db::open_with_fs(Arc::new(fs.clone()), SIM_DIR, options.clone()),
         };
         db.unwrap()
     }
@@ -349,6 +384,7 @@ fn add_to_batch(batch: &mut WriteBatch, write: &Write) {
 /// The state of one case.
 struct Harness {
     disk: Disk,
+    options: Options,
     db: Option<Db>,
     model: Model,
     /// Live snapshots, each with the model as it was when taken.
@@ -356,9 +392,9 @@ struct Harness {
 }
 
 impl Harness {
-    fn new(disk: Disk) -> Harness {
-        let db = disk.open();
-        Harness { disk, db: Some(db), model: Model::new(), snapshots: Vec::new() }
+    fn new(disk: Disk, options: Options) -> Harness {
+        let db = disk.open(&options);
+        Harness { disk, options, db: Some(db), model: Model::new(), snapshots: Vec::new() }
     }
 
     fn db(&self) -> &Db {
@@ -403,7 +439,7 @@ impl Harness {
             db.close().unwrap();
         }
         drop(db);
-        let db = self.disk.open();
+        let db = self.disk.open(&self.options);
         check_all(if clean { "after reopen" } else { "after WAL replay" }, &db, &self.model)?;
         self.db = Some(db);
         Ok(())
@@ -462,8 +498,8 @@ impl Harness {
 
 /// Runs `ops` on a fresh database on `disk`, then checks everything, live, in every
 /// snapshot, after a clean reopen.
-fn run(disk: Disk, ops: &[Op]) -> TestCaseResult {
-    let mut h = Harness::new(disk);
+fn run(disk: Disk, options: Options, ops: &[Op]) -> TestCaseResult {
+    let mut h = Harness::new(disk, options);
     for (i, op) in ops.iter().enumerate() {
         h.step(op).map_err(|e| TestCaseError::fail(format!("op {i} ({op:?}): {e}")))?;
     }
@@ -480,12 +516,68 @@ proptest! {
     #![proptest_config(config())]
 
     #[test]
-    fn os_fs_matches_the_model(ops in prop::collection::vec(op(), 1..120)) {
-        run(Disk::os(), &ops)?;
+    fn os_fs_matches_the_model(ops in prop::collection::vec(op(Keys::Spread), 1..120)) {
+        run(Disk::os(), options(), &ops)?;
     }
 
     #[test]
-    fn sim_fs_matches_the_model(ops in prop::collection::vec(op(), 1..120)) {
-        run(Disk::sim(), &ops)?;
+    fn sim_fs_matches_the_model(ops in prop::collection::vec(op(Keys::Spread), 1..120)) {
+        run(Disk::sim(), options(), &ops)?;
     }
+
+    #[test]
+    fn sim_fs_matches_the_model_with_dense_keys(ops in prop::collection::vec(op(Keys::Dense), 1..400)) {
+        run(Disk::sim(), dense_options(), &ops)?;
+    }
+}
+
+/// Every kind of operation once, by hand: the harness itself works, and this is the form a
+/// shrunk failure takes when it is pinned.
+#[test]
+fn every_operation_by_hand() {
+    let put = |user, ts, payload: &[u8]| Op::Put { user, ts, payload: payload.to_vec() };
+    // Any index picks the one live snapshot.
+    let first =
+        any::<Index>().new_tree(&mut proptest::test_runner::TestRunner::deterministic()).unwrap().current();
+    let ops = vec![
+        put(1, 3, b"a"),
+        put(1, 10, b"b"),
+        put(u64::MAX, i64::MIN, b""),
+        put(0, i64::MAX, b"max"),
+        Op::TakeSnapshot,
+        Op::Batch {
+            writes: vec![
+                Write::Put { user: 2, ts: -8, payload: b"c".to_vec() },
+                Write::Delete { user: 1, ts: 3 },
+                Write::DeleteRange { user: 1, range: TsRange::Incl(5, 20) },
+                Write::Put { user: 1, ts: 11, payload: b"d".to_vec() },
+            ],
+            sync: true,
+        },
+        Op::Batch {
+            writes: vec![
+                Write::Put { user: 3, ts: 0, payload: vec![] },
+                Write::DeleteRange { user: 3, range: TsRange::Excl(9, 2) },
+            ],
+            sync: false,
+        },
+        Op::Flush,
+        Op::Delete { user: 2, ts: -8 },
+        Op::DeleteRange { user: 0, range: TsRange::After(i64::MAX - 1, i64::MAX) },
+        Op::DeleteUser { user: u64::MAX },
+        Op::Get { user: 1, ts: 11 },
+        Op::Latest { user: 1, n: 5 },
+        Op::Range { user: 1, range: TsRange::From(4) },
+        Op::Range { user: 1, range: TsRange::Incl(12, 11) },
+        Op::SnapshotGet { index: first, user: 1, ts: 3 },
+        Op::SnapshotLatest { index: first, user: u64::MAX, n: 1 },
+        Op::SnapshotRange { index: first, user: 0, range: TsRange::ToIncl(i64::MAX) },
+        Op::DropSnapshot { index: first },
+        Op::CloseWithoutFlush,
+        Op::Range { user: 1, range: TsRange::To(11) },
+        Op::Reopen,
+        Op::Range { user: 1, range: TsRange::Full },
+    ];
+    run(Disk::os(), options(), &ops).unwrap();
+    run(Disk::sim(), dense_options(), &ops).unwrap();
 }

@@ -22,6 +22,7 @@ const TAG_ADDED: u8 = 4;
 const TAG_REMOVED: u8 = 5;
 const TAG_WATERMARK: u8 = 6;
 const TAG_DROPPED_PARTITION: u8 = 7;
+const TAG_NEWEST_EVENT_TS: u8 = 8;
 
 /// One SSTable as the manifest knows it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -63,6 +64,9 @@ pub struct Edit {
     pub watermarks: Vec<(i64, i64)>,
     /// Partitions removed whole (retention); their watermarks are forgotten.
     pub dropped_partitions: Vec<i64>,
+    /// Newest timestamp of any put in the tables this edit adds (retention's event clock;
+    /// deletes and range-delete ends do not count, so table bounds cannot stand in for it).
+    pub newest_event_ts: Option<i64>,
 }
 
 impl TableRecord {
@@ -134,6 +138,10 @@ impl Edit {
             out.push(TAG_DROPPED_PARTITION);
             out.extend_from_slice(&partition.to_le_bytes());
         }
+        if let Some(ts) = self.newest_event_ts {
+            out.push(TAG_NEWEST_EVENT_TS);
+            out.extend_from_slice(&ts.to_le_bytes());
+        }
     }
 
     /// Decodes a body written by [`Edit::encode`]. Refuses (with the reason) an unknown tag,
@@ -145,10 +153,10 @@ impl Edit {
         let mut previous = 0u8;
         while let Some(tag) = reader.next_tag() {
             let at = reader.pos - 1;
-            if !(TAG_PARTITION_WIDTH..=TAG_DROPPED_PARTITION).contains(&tag) {
+            if !(TAG_PARTITION_WIDTH..=TAG_NEWEST_EVENT_TS).contains(&tag) {
                 return Err(format!("unknown tag {tag} at byte {at}"));
             }
-            if tag == previous && tag <= TAG_NEXT_FILE_NUMBER {
+            if tag == previous && (tag <= TAG_NEXT_FILE_NUMBER || tag == TAG_NEWEST_EVENT_TS) {
                 return Err(format!("scalar tag {tag} repeated at byte {at}"));
             }
             if tag < previous {
@@ -171,7 +179,8 @@ impl Edit {
                 let partition = reader.i64("watermark partition")?;
                 self.watermarks.push((partition, reader.i64("watermark ts")?));
             }
-            // `decode` refused every tag outside 1..=7: this is TAG_DROPPED_PARTITION.
+            TAG_NEWEST_EVENT_TS => self.newest_event_ts = Some(reader.i64("newest event ts")?),
+            // `decode` refused every tag outside 1..=8: this is TAG_DROPPED_PARTITION.
             _ => self.dropped_partitions.push(reader.i64("dropped partition")?),
         }
         Ok(())
@@ -227,6 +236,9 @@ pub struct ManifestState {
     pub tables: BTreeMap<u64, TableRecord>,
     /// Partition -> newest ts flushed to a sequence table of it.
     pub watermarks: BTreeMap<i64, i64>,
+    /// Newest timestamp of any put ever flushed (`None` before the first); only moves
+    /// forward.
+    pub newest_event_ts: Option<i64>,
 }
 
 impl ManifestState {
@@ -260,6 +272,9 @@ impl ManifestState {
         }
         self.persisted_seqno = edit.persisted_seqno.unwrap_or(self.persisted_seqno);
         self.next_file_number = edit.next_file_number.unwrap_or(self.next_file_number);
+        if let Some(ts) = edit.newest_event_ts {
+            self.newest_event_ts = Some(self.newest_event_ts.map_or(ts, |newest| newest.max(ts)));
+        }
         Ok(())
     }
 
@@ -316,6 +331,7 @@ impl ManifestState {
             removed: Vec::new(),
             watermarks: self.watermarks.iter().map(|(&partition, &ts)| (partition, ts)).collect(),
             dropped_partitions: Vec::new(),
+            newest_event_ts: self.newest_event_ts,
         }
     }
 }

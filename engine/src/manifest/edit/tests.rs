@@ -59,6 +59,7 @@ fn arb_edit(numbers: u64, wide: bool) -> impl Strategy<Value = Edit> {
             removed,
             watermarks,
             dropped_partitions,
+            newest_event_ts: (persisted_seqno.unwrap_or(0) % 3 == 1).then_some(-7),
         }
     })
 }
@@ -95,6 +96,9 @@ fn model_apply(state: &ManifestState, edit: &Edit) -> Option<ManifestState> {
     }
     s.persisted_seqno = edit.persisted_seqno.unwrap_or(s.persisted_seqno);
     s.next_file_number = next;
+    if let Some(ts) = edit.newest_event_ts {
+        s.newest_event_ts = Some(s.newest_event_ts.unwrap_or(i64::MIN).max(ts));
+    }
     Some(s)
 }
 
@@ -190,7 +194,11 @@ fn decode_refuses_unknown_repeated_and_disordered_tags() {
     let removed = [5u8, 3, 0, 0, 0, 0, 0, 0, 0];
     let unknown = Edit::decode(&[0]).unwrap_err();
     assert!(unknown.contains("unknown tag 0"), "{unknown}");
-    assert!(Edit::decode(&[8, 0, 0, 0, 0, 0, 0, 0, 0]).unwrap_err().contains("unknown tag 8"));
+    assert!(Edit::decode(&[9, 0, 0, 0, 0, 0, 0, 0, 0]).unwrap_err().contains("unknown tag 9"));
+    let newest = [8u8, 1, 0, 0, 0, 0, 0, 0, 0];
+    assert_eq!(Edit::decode(&newest).unwrap().newest_event_ts, Some(1));
+    let twice = Edit::decode(&[newest, newest].concat()).unwrap_err();
+    assert!(twice.contains("scalar tag 8 repeated at byte 9"), "{twice}");
     let twice = Edit::decode(&[width, width].concat()).unwrap_err();
     assert!(twice.contains("scalar tag 1 repeated at byte 9"), "{twice}");
     let backwards = Edit::decode(&[seqno, width].concat()).unwrap_err();

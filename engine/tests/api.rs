@@ -1,0 +1,686 @@
+//! The public API at its edges: bad input refused with the exact error kind and a message
+//! naming the argument, limits accepted exactly at the limit, extreme keys, the lifecycle
+//! of a handle (lock, close, drop), overwrites, idempotent re-delivery, snapshots and stats.
+// Helpers outside `#[test]` functions unwrap and panic too: a failure is a test failure.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::cast_possible_truncation)]
+
+use std::path::Path;
+
+use strata::wal::MAX_BATCH_BYTES;
+use strata::{Db, Error, ErrorKind, Event, Options, WriteBatch, WriteOptions, MAX_PAYLOAD_BYTES};
+
+// `Db` is shared between threads by reference or `Arc`.
+const _: fn() = || {
+    fn send_sync<T: Send + Sync>() {}
+    send_sync::<Db>();
+    send_sync::<strata::Snapshot>();
+};
+
+fn small() -> Options {
+    Options { memtable_bytes: 64 << 10, partition_width: 1_000, ..Options::default() }
+}
+
+fn open(path: &Path) -> Db {
+    Db::open(path, small()).unwrap()
+}
+
+/// The error of `result`, which must have failed.
+fn err<T>(result: strata::Result<T>) -> Error {
+    match result {
+        Ok(_) => panic!("expected an error"),
+        Err(err) => err,
+    }
+}
+
+/// Asserts `err` is an `InvalidArgument` whose message names `arg`.
+fn assert_invalid(err: &Error, arg: &str) {
+    assert_eq!(err.kind(), ErrorKind::InvalidArgument, "{err}");
+    assert!(matches!(err, Error::InvalidArgument { arg: a, .. } if *a == arg), "{err:?} does not name {arg}");
+    assert!(err.to_string().contains(arg), "message does not name {arg}: {err}");
+}
+
+fn ts_of(events: &[Event]) -> Vec<i64> {
+    events.iter().map(|e| e.ts).collect()
+}
+
+fn range_all(db: &Db, user: u64) -> Vec<Event> {
+    db.range(user, ..).unwrap().collect::<strata::Result<_>>().unwrap()
+}
+
+/// Closes `db` and opens the same directory again.
+fn reopen(db: Db) -> Db {
+    let path = db.path().to_path_buf();
+    db.close().unwrap();
+    drop(db);
+    open(&path)
+}
+
+// ---- payloads --------------------------------------------------------------------------
+
+#[test]
+fn payload_over_the_limit_is_refused_by_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = open(dir.path());
+    let big = vec![7u8; MAX_PAYLOAD_BYTES + 1];
+    assert_invalid(&err(db.put(1, 1, &big)), "payload");
+    let mut batch = WriteBatch::new();
+    batch.put(1, 2, b"fine").put(1, 3, &big).put(1, 4, b"fine too");
+    assert_invalid(&err(db.write(&batch, &WriteOptions::default())), "payload");
+    // Nothing of the refused batch is written.
+    assert!(db.latest(1, 10).unwrap().is_empty());
+    assert_eq!(db.stats().visible_seqno, 0);
+}
+
+#[test]
+fn payload_of_exactly_the_limit_and_empty_payload_survive_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = open(dir.path());
+    let max: Vec<u8> = (0..MAX_PAYLOAD_BYTES).map(|i| (i % 251) as u8).collect();
+    db.put(1, 10, &max).unwrap();
+    db.put(1, 11, b"").unwrap();
+    let mut batch = WriteBatch::new();
+    batch.put(2, 10, &max).put(2, 11, &[]);
+    db.write(&batch, &WriteOptions { sync: true }).unwrap();
+    let check = |db: &Db, when: &str| {
+        for user in [1, 2] {
+            let got = db.get(user, 10).unwrap().unwrap_or_else(|| panic!("{when}: user {user} max missing"));
+            assert!(got.payload[..] == max[..], "{when}: user {user} max payload differs");
+            let empty =
+                db.get(user, 11).unwrap().unwrap_or_else(|| panic!("{when}: user {user} empty missing"));
+            assert!(empty.payload.is_empty(), "{when}");
+            assert_eq!(ts_of(&db.latest(user, 5).unwrap()), vec![11, 10], "{when}");
+        }
+    };
+    check(&db, "memtable");
+    // Without close: the WAL replay.
+    drop(db);
+    let db = open(dir.path());
+    check(&db, "WAL replay");
+    db.flush().unwrap();
+    check(&db, "flushed");
+    let db = reopen(db);
+    check(&db, "reopened");
+}
+
+// ---- ranges ----------------------------------------------------------------------------
+
+#[test]
+#[allow(clippy::reversed_empty_ranges)]
+fn inverted_range_is_refused_by_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = open(dir.path());
+    db.put(1, 7, b"x").unwrap();
+    assert_invalid(&err(db.range(1, 10..5)), "range");
+    assert_invalid(&err(db.range(1, 10..=5)), "range");
+    assert_invalid(&err(db.snapshot().range(1, 10..5)), "range");
+
+    let mut batch = WriteBatch::new();
+    batch.put(1, 8, b"y").delete_range(1, 10..5);
+    assert_invalid(&err(db.write(&batch, &WriteOptions::default())), "range");
+    // The refused batch wrote nothing, not even its put.
+    assert_eq!(ts_of(&range_all(&db, 1)), vec![7]);
+    // `clear` forgets the refusal.
+    batch.clear();
+    batch.put(1, 8, b"y");
+    db.write(&batch, &WriteOptions::default()).unwrap();
+    assert_eq!(ts_of(&range_all(&db, 1)), vec![7, 8]);
+}
+
+#[test]
+fn empty_range_yields_and_deletes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = open(dir.path());
+    for ts in 3..8 {
+        db.put(1, ts, b"x").unwrap();
+    }
+    assert_eq!(db.range(1, 5..5).unwrap().count(), 0);
+    assert_eq!(db.range(1, ..i64::MIN).unwrap().count(), 0);
+    assert_eq!(
+        db.range(1, (std::ops::Bound::Excluded(i64::MAX), std::ops::Bound::Unbounded)).unwrap().count(),
+        0
+    );
+    assert_eq!(ts_of(&db.range(1, 5..=5).unwrap().map(Result::unwrap).collect::<Vec<_>>()), vec![5]);
+
+    let mut batch = WriteBatch::new();
+    batch.delete_range(1, 5..5);
+    assert!(batch.is_empty());
+    db.write(&batch, &WriteOptions::default()).unwrap();
+    let mut batch = WriteBatch::new();
+    batch.delete_range(1, (std::ops::Bound::Excluded(5), std::ops::Bound::Excluded(6)));
+    db.write(&batch, &WriteOptions::default()).unwrap();
+    assert_eq!(ts_of(&range_all(&db, 1)), vec![3, 4, 5, 6, 7]);
+    db.flush().unwrap();
+    assert_eq!(db.range(1, 5..5).unwrap().count(), 0);
+    assert_eq!(ts_of(&range_all(&db, 1)), vec![3, 4, 5, 6, 7]);
+}
+
+// ---- options ---------------------------------------------------------------------------
+
+#[test]
+fn contradictory_options_are_refused_by_name_before_touching_the_disk() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("db");
+    let cases: [(&str, Options); 3] = [
+        ("partition_width", Options { partition_width: 0, ..small() }),
+        ("memtable_bytes", Options { memtable_bytes: 0, ..small() }),
+        ("max_immutable_memtables", Options { max_immutable_memtables: 0, ..small() }),
+    ];
+    for (name, options) in cases {
+        assert_invalid(&err(Db::open(&path, options)), name);
+        assert!(!path.exists(), "a refused open of {name} created the directory");
+    }
+}
+
+#[test]
+fn reopening_with_another_partition_width_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = open(dir.path());
+    db.put(1, 1, b"x").unwrap();
+    db.close().unwrap();
+    drop(db);
+    let other = Options { partition_width: 2_000, ..small() };
+    assert_invalid(&err(Db::open(dir.path(), other)), "partition_width");
+    // The refusal released the lock and left the database as it was.
+    let db = open(dir.path());
+    assert_eq!(db.get(1, 1).unwrap().unwrap().payload[..], b"x"[..]);
+}
+
+// ---- batch size ------------------------------------------------------------------------
+
+#[test]
+fn batch_over_the_wal_limit_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = open(dir.path());
+    let big = vec![1u8; MAX_PAYLOAD_BYTES];
+    let mut batch = WriteBatch::new();
+    // Each put costs its payload plus a 21-byte header: 128 of them are just over the limit.
+    let mut ts = 0;
+    while batch.encoded_len() <= MAX_BATCH_BYTES {
+        batch.put(1, ts, &big);
+        ts += 1;
+    }
+    assert_eq!(ts, (MAX_BATCH_BYTES / MAX_PAYLOAD_BYTES) as i64);
+    assert_invalid(&err(db.write(&batch, &WriteOptions::default())), "batch");
+    assert!(db.latest(1, 1).unwrap().is_empty());
+    assert_eq!(db.stats().wal_bytes, 0);
+    // The handle still works.
+    db.put(1, 1, b"x").unwrap();
+    assert_eq!(db.latest(1, 5).unwrap().len(), 1);
+}
+
+// ---- extremes --------------------------------------------------------------------------
+
+#[test]
+fn latest_zero_is_empty() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = open(dir.path());
+    db.put(1, 1, b"x").unwrap();
+    assert!(db.latest(1, 0).unwrap().is_empty());
+    assert!(db.snapshot().latest(1, 0).unwrap().is_empty());
+    db.flush().unwrap();
+    assert!(db.latest(1, 0).unwrap().is_empty());
+    assert_eq!(db.latest(1, usize::MAX).unwrap().len(), 1);
+}
+
+#[test]
+fn extreme_users_and_timestamps_round_trip() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = open(dir.path());
+    let users = [0, 1, u64::MAX - 1, u64::MAX];
+    let times = [i64::MIN, i64::MIN + 1, -1, 0, i64::MAX - 1, i64::MAX];
+    let payload = |u: u64, t: i64| format!("{u}@{t}").into_bytes();
+    for u in users {
+        for t in times {
+            db.put(u, t, &payload(u, t)).unwrap();
+        }
+    }
+    let check = |db: &Db, when: &str| {
+        for u in users {
+            for t in times {
+                let got = db.get(u, t).unwrap().unwrap_or_else(|| panic!("{when}: ({u}, {t}) missing"));
+                assert_eq!(got, Event { user: u, ts: t, payload: payload(u, t).into() }, "{when}");
+            }
+            assert_eq!(ts_of(&range_all(db, u)), times.to_vec(), "{when}: range of {u}");
+            let mut newest_first = times.to_vec();
+            newest_first.reverse();
+            assert_eq!(ts_of(&db.latest(u, 100).unwrap()), newest_first, "{when}: latest of {u}");
+            assert_eq!(ts_of(&db.latest(u, 1).unwrap()), vec![i64::MAX], "{when}");
+            let ends: Vec<_> = db.range(u, ..=i64::MIN).unwrap().map(|e| e.unwrap().ts).collect();
+            assert_eq!(ends, vec![i64::MIN], "{when}");
+            let ends: Vec<_> = db.range(u, i64::MAX..).unwrap().map(|e| e.unwrap().ts).collect();
+            assert_eq!(ends, vec![i64::MAX], "{when}");
+            assert!(db.get(u, 1).unwrap().is_none(), "{when}");
+        }
+        assert!(db.latest(2, 10).unwrap().is_empty(), "{when}");
+    };
+    check(&db, "memtable");
+    db.flush().unwrap();
+    check(&db, "flushed");
+    let db = reopen(db);
+    check(&db, "reopened");
+    // Deletes at the extremes, through a flush and a WAL replay.
+    let mut batch = WriteBatch::new();
+    batch.delete(0, i64::MIN).delete(u64::MAX, i64::MAX).delete_range(1, i64::MAX..=i64::MAX);
+    batch.delete_range(u64::MAX - 1, ..=i64::MIN);
+    db.write(&batch, &WriteOptions::default()).unwrap();
+    let check_deleted = |db: &Db, when: &str| {
+        assert!(db.get(0, i64::MIN).unwrap().is_none(), "{when}");
+        assert!(db.get(u64::MAX, i64::MAX).unwrap().is_none(), "{when}");
+        assert!(db.get(1, i64::MAX).unwrap().is_none(), "{when}");
+        assert!(db.get(u64::MAX - 1, i64::MIN).unwrap().is_none(), "{when}");
+        assert_eq!(ts_of(&range_all(db, 0)), times[1..].to_vec(), "{when}");
+        assert_eq!(ts_of(&range_all(db, u64::MAX)), times[..5].to_vec(), "{when}");
+        assert_eq!(db.latest(1, 1).unwrap()[0].ts, i64::MAX - 1, "{when}");
+        assert_eq!(ts_of(&range_all(db, u64::MAX - 1)), times[1..].to_vec(), "{when}");
+    };
+    check_deleted(&db, "memtable");
+    drop(db);
+    let db = open(dir.path());
+    check_deleted(&db, "WAL replay");
+    db.flush().unwrap();
+    check_deleted(&db, "flushed");
+    let db = reopen(db);
+    check_deleted(&db, "reopened");
+}
+
+#[test]
+fn empty_batch_is_accepted_and_writes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = open(dir.path());
+    let before = db.stats();
+    db.write(&WriteBatch::new(), &WriteOptions::default()).unwrap();
+    db.write(&WriteBatch::new(), &WriteOptions { sync: true }).unwrap();
+    let after = db.stats();
+    assert_eq!(after.visible_seqno, before.visible_seqno);
+    assert_eq!(after.wal_bytes, before.wal_bytes);
+    assert_eq!(after.memtable_bytes, before.memtable_bytes);
+    let db = reopen(db);
+    assert_eq!(db.stats().visible_seqno, 0);
+}
+
+// ---- lifecycle -------------------------------------------------------------------------
+
+#[test]
+fn a_directory_with_foreign_files_is_not_a_database() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("notes.txt"), b"hello").unwrap();
+    let e = err(Db::open(dir.path(), small()));
+    assert_eq!(e.kind(), ErrorKind::NotADatabase, "{e}");
+    assert!(e.to_string().contains("notes.txt"), "{e}");
+    // Nothing of it was touched.
+    assert_eq!(std::fs::read(dir.path().join("notes.txt")).unwrap(), b"hello");
+    assert!(!dir.path().join("CURRENT").exists());
+}
+
+#[test]
+fn a_second_handle_is_locked_out_until_close() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = open(dir.path());
+    db.put(1, 1, b"x").unwrap();
+    let e = err(Db::open(dir.path(), small()));
+    assert_eq!(e.kind(), ErrorKind::Locked, "{e}");
+    // The first handle is unaffected by the refused one.
+    db.put(1, 2, b"y").unwrap();
+    assert_eq!(db.latest(1, 5).unwrap().len(), 2);
+    db.close().unwrap();
+    let again = open(dir.path());
+    assert_eq!(again.latest(1, 5).unwrap().len(), 2);
+}
+
+#[test]
+fn every_call_after_close_is_closed() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = open(dir.path());
+    db.put(1, 1, b"x").unwrap();
+    db.close().unwrap();
+    let closed = |e: Error, call: &str| assert_eq!(e.kind(), ErrorKind::Closed, "{call}: {e}");
+    closed(err(db.put(1, 2, b"y")), "put");
+    let mut batch = WriteBatch::new();
+    batch.put(1, 3, b"z");
+    closed(err(db.write(&batch, &WriteOptions::default())), "write");
+    closed(err(db.write(&batch, &WriteOptions { sync: true })), "sync write");
+    closed(err(db.write(&WriteBatch::new(), &WriteOptions::default())), "empty write");
+    closed(err(db.get(1, 1)), "get");
+    closed(err(db.latest(1, 1)), "latest");
+    closed(err(db.range(1, ..)), "range");
+    closed(err(db.delete_user(1)), "delete_user");
+    closed(err(db.flush()), "flush");
+    closed(err(db.compact()), "compact");
+    closed(err(db.sync_wal()), "sync_wal");
+    // A second close does nothing.
+    db.close().unwrap();
+    let again = open(dir.path());
+    assert_eq!(again.latest(1, 5).unwrap().len(), 1);
+    drop(db);
+    assert_eq!(again.latest(1, 5).unwrap().len(), 1);
+}
+
+#[test]
+fn dropping_without_close_releases_the_lock_and_keeps_the_writes() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = open(dir.path());
+    db.put(1, 1, b"x").unwrap();
+    drop(db);
+    let db = open(dir.path());
+    assert_eq!(db.get(1, 1).unwrap().unwrap().payload[..], b"x"[..]);
+    db.put(1, 2, b"y").unwrap();
+    // A snapshot outliving its handle does not hold the lock either.
+    let snapshot = db.snapshot();
+    drop(db);
+    let db = open(dir.path());
+    assert_eq!(db.latest(1, 5).unwrap().len(), 2);
+    assert_eq!(snapshot.latest(1, 5).unwrap().len(), 2);
+}
+
+// ---- overwrite and idempotence ---------------------------------------------------------
+
+#[test]
+fn an_overwrite_replaces_the_event_everywhere() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = open(dir.path());
+    let check = |db: &Db, want: &[u8], when: &str| {
+        assert_eq!(db.get(5, 10).unwrap().unwrap().payload[..], want[..], "{when}: get");
+        let latest = db.latest(5, 10).unwrap();
+        assert_eq!(latest.len(), 1, "{when}: latest {latest:?}");
+        assert_eq!(latest[0].payload[..], want[..], "{when}: latest");
+        let range = range_all(db, 5);
+        assert_eq!(range.len(), 1, "{when}: range {range:?}");
+        assert_eq!(range[0].payload[..], want[..], "{when}: range");
+    };
+    // Both versions in the memtable.
+    db.put(5, 10, b"a").unwrap();
+    db.put(5, 10, b"b").unwrap();
+    check(&db, b"b", "memtable");
+    db.flush().unwrap();
+    check(&db, b"b", "flushed");
+    // The old version in a table, the new one in the memtable, then in a second table.
+    db.put(5, 10, b"c").unwrap();
+    check(&db, b"c", "over a table");
+    db.flush().unwrap();
+    check(&db, b"c", "two tables");
+    let db = reopen(db);
+    check(&db, b"c", "reopened");
+    // An overwrite replayed from the WAL over a flushed version.
+    db.put(5, 10, b"d").unwrap();
+    drop(db);
+    let db = open(dir.path());
+    check(&db, b"d", "WAL replay");
+    let db = reopen(db);
+    check(&db, b"d", "reopened again");
+}
+
+#[test]
+fn redelivering_a_batch_is_idempotent() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = open(dir.path());
+    let mut batch = WriteBatch::new();
+    for user in 1..4u64 {
+        for ts in 0..20i64 {
+            batch.put(user, ts * 3, format!("{user}:{ts}").as_bytes());
+        }
+    }
+    let check = |db: &Db, when: &str| {
+        for user in 1..4u64 {
+            let events = range_all(db, user);
+            let want: Vec<i64> = (0..20).map(|t| t * 3).collect();
+            assert_eq!(ts_of(&events), want, "{when}: user {user}");
+            assert_eq!(db.latest(user, 100).unwrap().len(), 20, "{when}");
+        }
+    };
+    db.write(&batch, &WriteOptions::default()).unwrap();
+    db.write(&batch, &WriteOptions::default()).unwrap();
+    check(&db, "twice in the memtable");
+    db.flush().unwrap();
+    db.write(&batch, &WriteOptions { sync: true }).unwrap();
+    check(&db, "once more over a table");
+    db.flush().unwrap();
+    check(&db, "flushed");
+    let db = reopen(db);
+    check(&db, "reopened");
+}
+
+// ---- snapshots -------------------------------------------------------------------------
+
+#[test]
+fn a_snapshot_sees_nothing_written_after_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = open(dir.path());
+    for ts in 0..10 {
+        db.put(1, ts, b"old").unwrap();
+    }
+    db.put(2, 0, b"old").unwrap();
+    let snapshot = db.snapshot();
+    let check = |when: &str| {
+        let events: Vec<Event> = snapshot.range(1, ..).unwrap().map(Result::unwrap).collect();
+        assert_eq!(ts_of(&events), (0..10).collect::<Vec<_>>(), "{when}");
+        assert!(events.iter().all(|e| &e.payload[..] == b"old"), "{when}");
+        assert_eq!(snapshot.latest(1, 1).unwrap()[0].ts, 9, "{when}");
+        assert_eq!(&snapshot.get(1, 5).unwrap().unwrap().payload[..], b"old", "{when}");
+        assert!(snapshot.get(1, 100).unwrap().is_none(), "{when}");
+        assert_eq!(snapshot.latest(2, 5).unwrap().len(), 1, "{when}");
+        assert!(snapshot.latest(3, 5).unwrap().is_empty(), "{when}");
+    };
+    // Later: new events, overwrites, point and range deletes, a deleted user.
+    for ts in 10..20 {
+        db.put(1, ts, b"new").unwrap();
+    }
+    db.put(1, 5, b"new").unwrap();
+    db.put(3, 0, b"new").unwrap();
+    let mut batch = WriteBatch::new();
+    batch.delete(1, 0).delete_range(1, 2..4);
+    db.write(&batch, &WriteOptions::default()).unwrap();
+    db.delete_user(2).unwrap();
+    check("before the flush");
+    assert_eq!(db.latest(1, 1).unwrap()[0].ts, 19);
+    assert!(db.latest(2, 1).unwrap().is_empty());
+    db.flush().unwrap();
+    check("after the flush");
+    // More writes, enough to flush a few memtables on their own.
+    for ts in 20..3_000 {
+        db.put(1, ts, &[9u8; 64]).unwrap();
+    }
+    db.flush().unwrap();
+    assert!(db.stats().flushes >= 3);
+    check("after many flushes");
+    assert_eq!(db.stats().snapshots, 1);
+    drop(snapshot);
+    assert_eq!(db.stats().snapshots, 0);
+}
+
+// ---- stats -----------------------------------------------------------------------------
+
+#[test]
+fn stats_count_flushes_partitions_and_bytes() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = open(dir.path());
+    let fresh = db.stats();
+    assert_eq!(fresh.flushes, 0);
+    assert!(fresh.partitions.is_empty());
+    // Partitions are 1000 us wide: ts 0..3000 spans partitions 0, 1 and 2.
+    for ts in 0..3_000i64 {
+        db.put(ts as u64 % 3, ts, &[1u8; 16]).unwrap();
+    }
+    let before = db.stats();
+    assert!(before.memtable_bytes > 0);
+    assert!(before.wal_bytes > 0);
+    assert_eq!(before.visible_seqno, 3_000);
+    db.flush().unwrap();
+    let stats = db.stats();
+    assert!(stats.flushes >= 1, "{stats:?}");
+    assert_eq!(stats.memtable_bytes, 0, "{stats:?}");
+    assert_eq!(stats.immutable_memtables, 0);
+    assert_eq!(stats.events_flushed, 3_000);
+    assert_eq!(stats.late_events, 0);
+    assert_eq!(stats.persisted_seqno, 3_000);
+    let numbers: Vec<i64> = stats.partitions.iter().map(|p| p.partition).collect();
+    assert_eq!(numbers, vec![0, 1, 2]);
+    for p in &stats.partitions {
+        assert_eq!((p.first_ts, p.last_ts), (p.partition * 1_000, p.partition * 1_000 + 999));
+        assert_eq!(p.events, 1_000, "{p:?}");
+        assert!(p.bytes > 0, "{p:?}");
+        assert!(p.sequence_tables >= 1, "{p:?}");
+    }
+    let table_bytes: u64 = stats.partitions.iter().map(|p| p.bytes).sum();
+    assert_eq!(stats.table_bytes_written, table_bytes);
+    assert!(stats.bytes_written >= stats.wal_bytes, "{stats:?}");
+    assert_eq!(
+        stats.bytes_written,
+        stats.wal_bytes + stats.table_bytes_written + stats.manifest_bytes_written
+    );
+    // A late event goes to an unsequence table.
+    db.put(0, 10, b"late").unwrap();
+    db.flush().unwrap();
+    let stats = db.stats();
+    assert_eq!(stats.late_events, 1);
+    assert_eq!(stats.partitions[0].unsequence_tables, 1);
+    assert_eq!(stats.partitions[0].events, 1_001);
+}
+
+// ---- partition widths and WAL replay ---------------------------------------------------
+
+#[test]
+fn extreme_partition_widths_round_trip() {
+    let e =
+        err(Db::open(tempfile::tempdir().unwrap().path(), Options { partition_width: u64::MAX, ..small() }));
+    assert_invalid(&e, "partition_width");
+    for width in [1, i64::MAX as u64] {
+        let dir = tempfile::tempdir().unwrap();
+        let options = || Options { partition_width: width, ..small() };
+        let db = Db::open(dir.path(), options()).unwrap();
+        let times = [i64::MIN, -1, 0, 1, i64::MAX];
+        for t in times {
+            db.put(7, t, &t.to_le_bytes()).unwrap();
+            db.put(8, t, b"gone").unwrap();
+        }
+        db.flush().unwrap();
+        db.delete_user(8).unwrap();
+        let mut batch = WriteBatch::new();
+        batch.delete_range(7, -1..=0);
+        db.write(&batch, &WriteOptions::default()).unwrap();
+        let check = |db: &Db, when: &str| {
+            assert_eq!(ts_of(&range_all(db, 7)), vec![i64::MIN, 1, i64::MAX], "width {width}, {when}");
+            assert_eq!(ts_of(&db.latest(7, 2).unwrap()), vec![i64::MAX, 1], "width {width}, {when}");
+            assert!(range_all(db, 8).is_empty(), "width {width}, {when}");
+        };
+        check(&db, "memtable");
+        db.flush().unwrap();
+        check(&db, "flushed");
+        db.close().unwrap();
+        drop(db);
+        let db = Db::open(dir.path(), options()).unwrap();
+        check(&db, "reopened");
+    }
+}
+
+#[test]
+fn wal_replay_into_smaller_memtables_keeps_every_event() {
+    let dir = tempfile::tempdir().unwrap();
+    let big = Options { memtable_bytes: 8 << 20, ..small() };
+    let db = Db::open(dir.path(), big).unwrap();
+    for i in 0..6_000i64 {
+        db.put(i as u64 % 5, i, &[(i % 251) as u8; 32]).unwrap();
+    }
+    assert_eq!(db.stats().flushes, 0);
+    drop(db);
+    // Reopened with memtables of 4 KiB, the replay fills dozens of them, far more than
+    // `max_immutable_memtables`; the next writes wait for the flush to catch up.
+    let tiny = || Options { memtable_bytes: 4096, max_immutable_memtables: 1, ..small() };
+    let db = Db::open(dir.path(), tiny()).unwrap();
+    let check = |db: &Db, n: i64, when: &str| {
+        for user in 0..5u64 {
+            let events = range_all(db, user);
+            let want: Vec<i64> = (0..n).filter(|i| *i as u64 % 5 == user).collect();
+            assert_eq!(ts_of(&events), want, "{when}: user {user}");
+            assert!(events.iter().all(|e| e.payload[..] == [(e.ts % 251) as u8; 32]), "{when}");
+        }
+    };
+    check(&db, 6_000, "replayed");
+    for i in 6_000..7_000i64 {
+        db.put(i as u64 % 5, i, &[(i % 251) as u8; 32]).unwrap();
+    }
+    check(&db, 7_000, "written after the replay");
+    db.flush().unwrap();
+    assert!(db.stats().flushes >= 10, "{:?}", db.stats());
+    check(&db, 7_000, "flushed");
+    db.close().unwrap();
+    drop(db);
+    let db = Db::open(dir.path(), tiny()).unwrap();
+    check(&db, 7_000, "reopened");
+}
+
+// ---- regressions -----------------------------------------------------------------------
+
+/// Retention measured by event time: one event, a tombstone (written by `tombstone`) at a
+/// later ts, flushed. What is visible must not change when the database is closed and
+/// opened again, nor when it then compacts.
+fn retention_survives_reopen(tombstone: impl Fn(&Db)) {
+    let dir = tempfile::tempdir().unwrap();
+    let options = || Options {
+        partition_width: 1_000,
+        retention: Some(std::time::Duration::from_micros(500)),
+        ..small()
+    };
+    let db = Db::open(dir.path(), options()).unwrap();
+    db.put(1, 10, b"a").unwrap();
+    tombstone(&db);
+    db.flush().unwrap();
+    let before = db.get(1, 10).unwrap();
+    assert!(before.is_some(), "the newest event is within retention");
+    db.close().unwrap();
+    drop(db);
+    let db = Db::open(dir.path(), options()).unwrap();
+    assert_eq!(db.get(1, 10).unwrap(), before, "a reopen changed what retention hides");
+    db.compact().unwrap();
+    assert_eq!(db.get(1, 10).unwrap(), before, "compaction after a reopen dropped a live partition");
+}
+
+/// Pins: at open, the retention clock (`newest_ts`) starts from the tables' `max_ts`, which
+/// counts point-delete timestamps, while the running database counts only puts. A delete
+/// at a later ts than every put hides, after a clean reopen, events that were visible
+/// before it, and the next flush or compaction drops their partition.
+#[test]
+fn retention_after_reopen_ignores_point_delete_timestamps() {
+    retention_survives_reopen(|db| {
+        let mut batch = WriteBatch::new();
+        batch.delete(2, 5_000);
+        db.write(&batch, &WriteOptions::default()).unwrap();
+    });
+}
+
+/// Pins: the same through `delete_user`: its range delete is clipped to the end of each
+/// partition holding data (here ts 999), and that end becomes the event time after a
+/// reopen, so deleting one user hides (and then drops) other users' live events.
+#[test]
+fn retention_after_reopen_ignores_delete_user() {
+    retention_survives_reopen(|db| db.delete_user(2).unwrap());
+}
+
+/// Pins: a power cut during the very first `Db::open` of a directory, after the WAL
+/// directory is created and before CURRENT is durable (operations 7 to 26 of the 28 that
+/// open does on an empty `SimFs`), leaves `wal/` behind; every later open refuses the
+/// directory as `NotADatabase` ("it has no CURRENT file but holds \"wal\""), although it
+/// holds nothing but what the interrupted creation made. Creation leftovers are a lock, a
+/// manifest and CURRENT.tmp, but not the WAL directory.
+#[test]
+fn a_crash_during_creation_leaves_an_openable_directory() {
+    use std::sync::Arc;
+    use strata::vfs::{CrashMode, FaultAction, FaultFs, FaultRule, FsErrorKind, SimFs, When};
+
+    for cut in 0.. {
+        let sim = SimFs::new();
+        let faulty = FaultFs::new(Arc::new(sim.clone()), cut);
+        // A power cut at operation `cut`: it and every later operation fail.
+        faulty.add_rule(FaultRule::new(When::FromNth(cut), FaultAction::Fail(FsErrorKind::Io)));
+        let created = Db::open_with_fs(Arc::new(faulty), "/db", small()).is_ok();
+        sim.crash(CrashMode::DurableOnly);
+        match Db::open_with_fs(Arc::new(sim.clone()), "/db", small()) {
+            Ok(db) => db.close().unwrap(),
+            Err(e) => {
+                panic!("cut at operation {cut} of creation: reopen fails: {e}; files {:?}", sim.paths())
+            }
+        }
+        if created {
+            break;
+        }
+    }
+}
