@@ -22,13 +22,13 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use parking_lot::{Condvar, Mutex, RwLock};
-use strata_sstable::{BlockCache, Entry};
+use strata_sstable::{BlockCache, Kind};
 use strata_vfs::{FileSystem, LockGuard, OsFs};
 use strata_wal::{Batch, Op, Wal, MAX_BATCH_BYTES};
 
 use crate::flush::{flush, FlushContext};
 use crate::manifest::{Edit, ManifestWriter};
-use crate::memtable::Memtable;
+use crate::memtable::{Memtable, Point};
 use crate::open::fresh_manifest;
 use crate::options::partition_bounds;
 use crate::publish::Publisher;
@@ -269,23 +269,27 @@ impl std::fmt::Debug for Db {
 /// copy of the batch's bytes. Returns the newest ts among its puts (`i64::MIN` if none).
 pub(crate) fn apply(mem: &Memtable, batch: &Batch, first: u64) -> i64 {
     let encoded = batch.as_bytes();
-    let shared = Bytes::copy_from_slice(encoded);
     let base = encoded.as_ptr() as usize;
     let mut newest = i64::MIN;
     let mut points = Vec::with_capacity(batch.len() as usize);
     for (seqno, op) in (first..).zip(batch.iter()) {
         match op {
             Op::Put { user, ts, payload } => {
-                // The payload is a slice of `encoded`; the same range of the copy.
-                let at = payload.as_ptr() as usize - base;
-                points.push(Entry::put(user, ts, seqno, shared.slice(at..at + payload.len())));
+                // The payload is a slice of `encoded`; the memtable keeps one copy of the
+                // whole encoding and points into it. A batch is at most 128 MiB, so offsets
+                // and lengths fit in u32.
+                let offset = u32::try_from(payload.as_ptr() as usize - base).unwrap_or(u32::MAX);
+                let len = u32::try_from(payload.len()).unwrap_or(u32::MAX);
+                points.push(Point { user, ts, seqno, kind: Kind::Put, offset, len });
                 newest = newest.max(ts);
             }
-            Op::Delete { user, ts } => points.push(Entry::delete(user, ts, seqno)),
+            Op::Delete { user, ts } => {
+                points.push(Point { user, ts, seqno, kind: Kind::Delete, offset: 0, len: 0 });
+            }
             Op::DeleteRange { user, first, last } => mem.insert_range_delete(user, first, last, seqno),
         }
     }
-    mem.insert_batch(points);
+    mem.insert_batch(Bytes::copy_from_slice(encoded), &points);
     newest
 }
 

@@ -4,7 +4,9 @@
 //! It owns every entry written since the last switch: puts, point deletes and range deletes,
 //! each with its sequence number. Layout: 64 shards, each a `RwLock` over a hash map from user
 //! id to that user's [`UserRun`]; a shard is picked by a mix of the user id, so writers of
-//! different users rarely meet on a lock.
+//! different users rarely meet on a lock. Payloads are not copied per event: each write
+//! batch's encoding is kept once in an arena (`chunks`), and a run holds 32-byte [`Slot`]s
+//! that point into it. Entries handed out slice the arena's buffers.
 //!
 //! Invariants:
 //! - a run's `entries` are sorted in table order (ts ascending, seqno descending for equal
@@ -13,6 +15,8 @@
 //! - seqnos are unique, so no two entries share `(user, ts, seqno)` (an insert repeating one
 //!   replaces it, which keeps a replayed write idempotent);
 //! - range deletes live apart, in insertion order, in `range_deletes`;
+//! - every slot's `chunk` indexes a buffer of the arena, and `offset..offset + len` lies in
+//!   it (the write path takes both from the batch it registers);
 //! - a run's `min_ts`/`max_ts` cover its entries and its range-delete spans, and a run exists
 //!   only once something was inserted for its user.
 //!
@@ -29,7 +33,6 @@ use std::fmt;
 use std::hash::{BuildHasher, Hasher};
 use std::sync::atomic::{AtomicI64, AtomicU64, AtomicUsize, Ordering};
 
-#[cfg(test)]
 use bytes::Bytes;
 use parking_lot::RwLock;
 use strata_sstable::{Entry, Kind};
@@ -42,6 +45,8 @@ const SHARD_BITS: u32 = 6;
 const USER_OVERHEAD: usize = 64 + std::mem::size_of::<UserRun>();
 /// Bytes charged per entry, on top of its payload.
 const ENTRY_OVERHEAD: usize = std::mem::size_of::<Entry>();
+/// Bytes charged per put or point delete, besides its batch buffer.
+const SLOT_BYTES: usize = std::mem::size_of::<Slot>();
 /// Seed of the hash map's mix, so it is independent of the shard mix: otherwise every user
 /// of a shard would share the hash bits the map uses for its tags.
 const MAP_SEED: u64 = 0x9e37_79b9_7f4a_7c15;
@@ -94,8 +99,35 @@ impl Hasher for FastHasher {
     }
 }
 
-/// The sort key of an entry inside one user's run: ts ascending, seqno descending.
-fn run_key(e: &Entry) -> (i64, Reverse<u64>) {
+/// One put or point delete in a user's run: its key, and where its payload lies in the
+/// memtable's arena of batch buffers. 32 bytes and `Copy`: an insert writes half a cache
+/// line and touches no reference count, and a run grows by plain copies.
+#[derive(Clone, Copy, Debug)]
+struct Slot {
+    ts: i64,
+    seqno: u64,
+    /// Index of the batch buffer in [`Memtable::chunks`].
+    chunk: u32,
+    /// Payload position in that buffer.
+    offset: u32,
+    len: u32,
+    kind: Kind,
+}
+
+/// The entry a slot stands for, its payload sliced from the arena.
+fn entry(chunks: &[Bytes], user: u64, slot: &Slot) -> Entry {
+    let payload = match chunks.get(slot.chunk as usize) {
+        Some(buffer) if slot.kind == Kind::Put => {
+            let start = slot.offset as usize;
+            buffer.get(start..start + slot.len as usize).map_or_else(Bytes::new, |p| buffer.slice_ref(p))
+        }
+        _ => Bytes::new(),
+    };
+    Entry { user, ts: slot.ts, seqno: slot.seqno, kind: slot.kind, value: payload }
+}
+
+/// The sort key of a slot inside one user's run: ts ascending, seqno descending.
+fn run_key(e: &Slot) -> (i64, Reverse<u64>) {
     (e.ts, Reverse(e.seqno))
 }
 
@@ -103,7 +135,7 @@ fn run_key(e: &Entry) -> (i64, Reverse<u64>) {
 #[derive(Debug)]
 struct UserRun {
     /// Puts and point deletes, sorted in table order.
-    entries: Vec<Entry>,
+    entries: Vec<Slot>,
     /// Range deletes (kind [`Kind::RangeDelete`]), in insertion order.
     range_deletes: Vec<Entry>,
     /// Smallest ts over `entries` and range-delete spans.
@@ -126,29 +158,49 @@ impl UserRun {
 
     /// Inserts a put or point delete at its place; returns the payload length of the entry it
     /// replaced if one had the same `(ts, seqno)`.
-    fn insert(&mut self, entry: Entry) -> Option<usize> {
-        self.cover(entry.ts, entry.ts);
-        let key = run_key(&entry);
+    fn insert(&mut self, slot: Slot) -> Option<usize> {
+        self.cover(slot.ts, slot.ts);
+        let key = run_key(&slot);
         // Fast path: the newest event of its user goes at the end.
         let pos = match self.entries.last() {
             None => {
-                self.entries.push(entry);
+                self.entries.push(slot);
                 return None;
             }
             Some(last) if run_key(last) < key => {
-                self.entries.push(entry);
+                self.entries.push(slot);
                 return None;
             }
             Some(_) => self.entries.partition_point(|e| run_key(e) < key),
         };
         match self.entries.get_mut(pos) {
-            Some(slot) if run_key(slot) == key => Some(std::mem::replace(slot, entry).value.len()),
+            Some(found) if run_key(found) == key => {
+                Some(usize::try_from(std::mem::replace(found, slot).len).unwrap_or(0))
+            }
             _ => {
-                self.entries.insert(pos, entry);
+                self.entries.insert(pos, slot);
                 None
             }
         }
     }
+}
+
+/// A put or point delete of one write batch, for [`Memtable::insert_batch`]: the payload is
+/// `offset..offset + len` of the batch's buffer.
+#[derive(Clone, Copy, Debug)]
+pub struct Point {
+    /// The user.
+    pub user: u64,
+    /// The timestamp.
+    pub ts: i64,
+    /// Its seqno.
+    pub seqno: u64,
+    /// Put or delete.
+    pub kind: Kind,
+    /// Payload start in the batch buffer.
+    pub offset: u32,
+    /// Payload length.
+    pub len: u32,
 }
 
 /// One shard: a lock over part of the users, aligned so that neighbouring shards' locks do
@@ -161,6 +213,9 @@ struct Shard(RwLock<HashMap<u64, UserRun, FastHash>>);
 pub struct Memtable {
     /// The users, spread by [`Memtable::shard`].
     shards: Box<[Shard; SHARDS]>,
+    /// The arena: the buffer of every batch inserted, holding the payloads that slots
+    /// point into. Appended to once per batch; never shrinks.
+    chunks: RwLock<Vec<Bytes>>,
     /// Approximate memory held, in bytes.
     bytes: AtomicUsize,
     /// Entries and range deletes inserted.
@@ -180,6 +235,7 @@ impl Memtable {
     pub fn new() -> Memtable {
         Memtable {
             shards: Box::new(std::array::from_fn(|_| Shard::default())),
+            chunks: RwLock::new(Vec::new()),
             bytes: AtomicUsize::new(0),
             ops: AtomicU64::new(0),
             max_seqno: AtomicU64::new(0),
@@ -210,91 +266,98 @@ impl Memtable {
         self.ops.fetch_add(1, Ordering::Release);
     }
 
-    /// Inserts a Put (payload) or a Delete (payload ignored/empty) at (user, ts) with `seqno`.
-    ///
-    /// A `Kind::RangeDelete` is routed to [`Memtable::insert_range_delete`], its payload
-    /// holding `last` as 8 little-endian bytes as in [`Entry::range_delete`]; a malformed
-    /// payload covers `ts` alone. Repeating an existing `(user, ts, seqno)` replaces it.
-    #[cfg(test)]
-    pub fn insert(&self, user: u64, ts: i64, seqno: u64, kind: Kind, payload: Bytes) {
-        let entry = match kind {
-            Kind::Put => Entry::put(user, ts, seqno, payload),
-            Kind::Delete => Entry::delete(user, ts, seqno),
-            Kind::RangeDelete => {
-                let last = <[u8; 8]>::try_from(payload.as_ref()).map_or(ts, i64::from_le_bytes);
-                return self.insert_range_delete(user, ts, last, seqno);
-            }
-        };
-        let mut bytes = ENTRY_OVERHEAD + entry.value.len();
-        let replaced = {
-            let mut shard = self.shard(user).write();
-            let run = match shard.entry(user) {
-                MapEntry::Occupied(slot) => slot.into_mut(),
-                MapEntry::Vacant(slot) => {
-                    bytes += USER_OVERHEAD;
-                    slot.insert(UserRun::new())
-                }
-            };
-            run.insert(entry)
-        };
-        self.account(bytes, seqno, ts, ts);
-        if let Some(old) = replaced {
-            self.bytes.fetch_sub(ENTRY_OVERHEAD + old, Ordering::Relaxed);
-        }
+    /// Registers a batch buffer in the arena and returns its chunk index.
+    fn add_chunk(&self, buffer: Bytes) -> u32 {
+        let mut chunks = self.chunks.write();
+        chunks.push(buffer);
+        u32::try_from(chunks.len() - 1).unwrap_or(u32::MAX)
     }
 
-    /// Inserts the puts and point deletes of one write batch (no range deletes).
+    /// Inserts a Put (payload) or a Delete (payload ignored) at (user, ts) with `seqno`.
+    /// Repeating an existing `(user, ts, seqno)` replaces it. (The write path uses
+    /// [`Memtable::insert_batch`]; this is the one-event form, for tests.)
+    #[cfg(test)]
+    pub fn insert(&self, user: u64, ts: i64, seqno: u64, kind: Kind, payload: Bytes) {
+        if kind == Kind::RangeDelete {
+            let last = <[u8; 8]>::try_from(payload.as_ref()).map_or(ts, i64::from_le_bytes);
+            return self.insert_range_delete(user, ts, last, seqno);
+        }
+        let buffer = if kind == Kind::Put { payload } else { Bytes::new() };
+        let len = u32::try_from(buffer.len()).unwrap_or(u32::MAX);
+        self.insert_batch(buffer, &[Point { user, ts, seqno, kind, offset: 0, len }]);
+    }
+
+    /// Inserts the puts and point deletes of one write batch, whose payloads lie in
+    /// `buffer` (the batch's encoding, shared, never copied per event).
     ///
-    /// The write path's fast lane: the entries are grouped by shard so that each shard's
-    /// lock is taken once per batch rather than once per event, and the counters are
-    /// updated once. Per-event locking cost a lock round trip per event, and each release
-    /// waited for that event's cache misses; grouped, the misses of a shard overlap.
-    pub fn insert_batch(&self, entries: Vec<Entry>) {
-        if entries.is_empty() {
+    /// The write path's fast lane: the points are grouped by shard (a counting sort of
+    /// their indices) so that each shard's lock is taken once per batch, slots are small
+    /// copies, and the counters are updated once.
+    pub fn insert_batch(&self, buffer: Bytes, points: &[Point]) {
+        if points.is_empty() {
             return;
         }
+        let chunk = self.add_chunk(buffer.clone());
         let (mut min_seqno, mut max_seqno) = (u64::MAX, 0);
         let (mut min_ts, mut max_ts) = (i64::MAX, i64::MIN);
-        let mut keyed: Vec<(usize, Entry)> = Vec::with_capacity(entries.len());
-        for entry in entries {
-            debug_assert!(entry.kind != Kind::RangeDelete, "range deletes go through insert_range_delete");
-            min_seqno = min_seqno.min(entry.seqno);
-            max_seqno = max_seqno.max(entry.seqno);
-            min_ts = min_ts.min(entry.ts);
-            max_ts = max_ts.max(entry.ts);
-            keyed.push((self.shard_index(entry.user), entry));
+        let mut starts = [0u32; SHARDS + 1];
+        let shard_of: Vec<u8> = points
+            .iter()
+            .map(|p| {
+                min_seqno = min_seqno.min(p.seqno);
+                max_seqno = max_seqno.max(p.seqno);
+                min_ts = min_ts.min(p.ts);
+                max_ts = max_ts.max(p.ts);
+                let shard = self.shard_index(p.user);
+                starts[shard + 1] += 1;
+                u8::try_from(shard).unwrap_or(0)
+            })
+            .collect();
+        for i in 0..SHARDS {
+            starts[i + 1] += starts[i];
         }
-        // Stable: a user's entries keep their batch order, which is usually ts order and
-        // so takes the append fast path.
-        keyed.sort_by_key(|(shard, _)| *shard);
-        let count = keyed.len() as u64;
-        let (mut added, mut removed) = (0usize, 0usize);
-        let mut rest = keyed.into_iter().peekable();
-        while let Some((shard_index, first)) = rest.next() {
+        // Stable: a user's points keep their batch order, usually ts order, which takes the
+        // append fast path.
+        let mut order = vec![0u32; points.len()];
+        let mut next = starts;
+        for (i, &shard) in shard_of.iter().enumerate() {
+            let at = &mut next[usize::from(shard)];
+            order[*at as usize] = u32::try_from(i).unwrap_or(u32::MAX);
+            *at += 1;
+        }
+        let mut added = buffer.len();
+        let mut removed = 0usize;
+        for shard_index in 0..SHARDS {
+            let group = &order[starts[shard_index] as usize..starts[shard_index + 1] as usize];
+            if group.is_empty() {
+                continue;
+            }
             let mut shard = self.shards[shard_index].0.write();
-            let mut next = Some(first);
-            while let Some(entry) = next {
-                added += ENTRY_OVERHEAD + entry.value.len();
-                let run = match shard.entry(entry.user) {
+            for &i in group {
+                let p = &points[i as usize];
+                added += SLOT_BYTES;
+                let run = match shard.entry(p.user) {
                     MapEntry::Occupied(slot) => slot.into_mut(),
                     MapEntry::Vacant(slot) => {
                         added += USER_OVERHEAD;
                         slot.insert(UserRun::new())
                     }
                 };
-                if let Some(old) = run.insert(entry) {
-                    removed += ENTRY_OVERHEAD + old;
+                let slot =
+                    Slot { ts: p.ts, seqno: p.seqno, chunk, offset: p.offset, len: p.len, kind: p.kind };
+                // A replaced slot frees its slot, not its payload: the arena keeps buffers.
+                if run.insert(slot).is_some() {
+                    removed += SLOT_BYTES;
                 }
-                next = rest.next_if(|(s, _)| *s == shard_index).map(|(_, e)| e);
             }
         }
         self.bytes.fetch_add(added, Ordering::Relaxed);
-        self.bytes.fetch_sub(removed, Ordering::Relaxed);
+        self.bytes.fetch_sub(removed.min(added), Ordering::Relaxed);
         self.max_seqno.fetch_max(max_seqno, Ordering::Relaxed);
         self.min_seqno.fetch_min(min_seqno, Ordering::Relaxed);
         self.min_ts.fetch_min(min_ts, Ordering::Relaxed);
         self.max_ts.fetch_max(max_ts, Ordering::Relaxed);
-        self.ops.fetch_add(count, Ordering::Release);
+        self.ops.fetch_add(points.len() as u64, Ordering::Release);
     }
 
     /// Records a delete of every event of `user` with first <= ts <= last, at `seqno`.
@@ -387,7 +450,8 @@ impl Memtable {
         }
         let len = out.len();
         let tail = entries.get(start..).unwrap_or_default();
-        out.extend(tail.iter().take_while(|e| e.ts <= hi).take(limit).cloned());
+        let chunks = self.chunks.read();
+        out.extend(tail.iter().take_while(|e| e.ts <= hi).take(limit).map(|e| entry(&chunks, user, e)));
         out.len() - len
     }
 
@@ -418,7 +482,8 @@ impl Memtable {
         }
         let len = out.len();
         let head = entries.get(..end).unwrap_or_default();
-        out.extend(head.iter().rev().take_while(|e| e.ts >= lo).take(limit).cloned());
+        let chunks = self.chunks.read();
+        out.extend(head.iter().rev().take_while(|e| e.ts >= lo).take(limit).map(|e| entry(&chunks, user, e)));
         out.len() - len
     }
 
@@ -446,7 +511,12 @@ impl Memtable {
     /// must not insert into this memtable.
     pub fn with_user<R>(&self, user: u64, f: impl FnOnce(&[Entry], &[Entry]) -> R) -> Option<R> {
         let shard = self.shard(user).read();
-        shard.get(&user).map(|run| f(&run.entries, &run.range_deletes))
+        let run = shard.get(&user)?;
+        let entries: Vec<Entry> = {
+            let chunks = self.chunks.read();
+            run.entries.iter().map(|e| entry(&chunks, user, e)).collect()
+        };
+        Some(f(&entries, &run.range_deletes))
     }
 }
 
@@ -613,10 +683,11 @@ mod tests {
     fn repeated_key_replaces_and_accounting_follows() {
         let m = Memtable::new();
         m.insert(1, 10, 4, Kind::Put, Bytes::from_static(b"abcd"));
-        let one = USER_OVERHEAD + ENTRY_OVERHEAD + 4;
+        let one = USER_OVERHEAD + SLOT_BYTES + 4;
         assert_eq!(m.approximate_bytes(), one);
+        // The slot is replaced; the arena keeps the old buffer, so only the new one is added.
         m.insert(1, 10, 4, Kind::Put, Bytes::from_static(b"xy"));
-        assert_eq!(m.approximate_bytes(), one - 2);
+        assert_eq!(m.approximate_bytes(), one + 2);
         assert_eq!(m.with_user(1, |e, _| e.to_vec()), Some(vec![Entry::put(1, 10, 4, &b"xy"[..])]));
     }
 
@@ -639,7 +710,7 @@ mod tests {
         assert_eq!(m.scan(3, None, i64::MIN, i64::MAX, 10, &mut out), 1);
         assert_eq!(m.scan(9, None, i64::MIN, i64::MAX, 10, &mut out), 0);
         assert_eq!(m.with_user(9, |e, r| (e.len(), r.len())), Some((0, 1)));
-        let expected = 2 * USER_OVERHEAD + 4 * ENTRY_OVERHEAD + "3/50/1".len();
+        let expected = 2 * USER_OVERHEAD + 3 * ENTRY_OVERHEAD + SLOT_BYTES + "3/50/1".len();
         assert_eq!(m.approximate_bytes(), expected);
     }
 
@@ -765,14 +836,14 @@ mod tests {
                         let e = Entry::put(*user, *ts, seqno, payload.clone());
                         model.insert(e.key(), e);
                         widen(*user, *ts, *ts);
-                        bytes += ENTRY_OVERHEAD + payload.len();
+                        bytes += SLOT_BYTES + payload.len();
                     }
                     Op::Delete(user, ts) => {
                         m.insert(*user, *ts, seqno, Kind::Delete, Bytes::from_static(b"x"));
                         let e = Entry::delete(*user, *ts, seqno);
                         model.insert(e.key(), e);
                         widen(*user, *ts, *ts);
-                        bytes += ENTRY_OVERHEAD;
+                        bytes += SLOT_BYTES;
                     }
                     Op::RangeDelete(user, first, last) => {
                         m.insert_range_delete(*user, *first, *last, seqno);
