@@ -30,7 +30,7 @@ use strata_sstable::{Entry, Kind, UserIter, UserRevIter};
 use crate::batch::inclusive_bounds;
 use crate::memtable::Memtable;
 use crate::version::{SuperVersion, TableFile};
-use crate::{Event, Result};
+use crate::{Error, Event, Result};
 
 /// Memtable entries fetched per step of a cursor: a step holds a shard lock briefly.
 const MEM_CHUNK_REV: usize = 64;
@@ -116,9 +116,42 @@ struct Candidate {
 enum Cursor {
     Mem(MemCursor),
     Forward(UserIter),
-    Backward(UserRevIter),
+    Backward(RevChunks),
 }
 
+/// A table's newest-first iterator read a chunk at a time ([`UserRevIter::next_chunk`]):
+/// "latest N" pays per chunk, not per entry, for the block walk. Chunks start small (a cold
+/// user has few events per table) and double.
+struct RevChunks {
+    iter: UserRevIter,
+    buf: std::vec::IntoIter<Entry>,
+    chunk: usize,
+}
+
+impl RevChunks {
+    const FIRST_CHUNK: usize = 16;
+    const MAX_CHUNK: usize = 512;
+
+    fn new(iter: UserRevIter) -> RevChunks {
+        RevChunks { iter, buf: Vec::new().into_iter(), chunk: Self::FIRST_CHUNK }
+    }
+
+    fn next(&mut self, failure: &mut Option<Error>) -> Option<Entry> {
+        if let Some(entry) = self.buf.next() {
+            return Some(entry);
+        }
+        let mut chunk = Vec::with_capacity(self.chunk);
+        if let Err(err) = self.iter.next_chunk(self.chunk, &mut chunk) {
+            *failure = Some(err.into());
+            return None;
+        }
+        self.chunk = (self.chunk * 2).min(Self::MAX_CHUNK);
+        self.buf = chunk.into_iter();
+        self.buf.next()
+    }
+}
+
+/// A memtable's entries of one user, fetched a chunk at a time under the shard lock.
 struct MemCursor {
     mem: Arc<Memtable>,
     user: u64,
@@ -155,15 +188,24 @@ impl MemCursor {
 }
 
 impl Cursor {
-    fn next(&mut self) -> Option<Result<Entry>> {
+    /// The next point entry (range deletes are skipped: they are read when the source is
+    /// opened). An error ends the walk and is left in `failure`: entries move through the
+    /// merge as plain `Option`s, which keeps a large error type off the per-entry path.
+    fn next(&mut self, failure: &mut Option<Error>) -> Option<Entry> {
         loop {
             let entry = match self {
-                Cursor::Mem(mem) => mem.next().map(Ok),
-                Cursor::Forward(iter) => iter.next().map(|e| e.map_err(Into::into)),
-                Cursor::Backward(iter) => iter.next().map(|e| e.map_err(Into::into)),
+                Cursor::Mem(mem) => mem.next(),
+                Cursor::Backward(chunks) => chunks.next(failure),
+                Cursor::Forward(iter) => match iter.next()? {
+                    Ok(entry) => Some(entry),
+                    Err(err) => {
+                        *failure = Some(err.into());
+                        None
+                    }
+                },
             };
             match entry {
-                Some(Ok(e)) if e.kind == Kind::RangeDelete => continue,
+                Some(e) if e.kind == Kind::RangeDelete => continue,
                 other => return other,
             }
         }
@@ -283,7 +325,7 @@ impl Merge {
                 if forward {
                     Cursor::Forward(table.table.user_range(user, lo, hi))
                 } else {
-                    Cursor::Backward(table.table.user_range_rev(user, lo, hi))
+                    Cursor::Backward(RevChunks::new(table.table.user_range_rev(user, lo, hi)))
                 }
             }
         };
@@ -299,7 +341,11 @@ impl Merge {
 
     /// Loads the next entry of cursor `i` and puts it on the heap.
     fn advance(&mut self, i: usize) -> Result<()> {
-        let next = self.cursors[i].next().transpose()?;
+        let mut failure = None;
+        let next = self.cursors[i].next(&mut failure);
+        if let Some(err) = failure {
+            return Err(err);
+        }
         if let Some(entry) = &next {
             self.heap.push((self.key(entry.ts), i));
         }

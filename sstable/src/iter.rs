@@ -90,6 +90,9 @@ pub struct UserRevIter {
     block: Option<Arc<DecodedBlock>>,
     /// Entries before `pos` in the current block are still to be yielded.
     pos: usize,
+    /// The first entry of the current block at or above `(user, lo)`: where the user's
+    /// entries in range start in it.
+    first: usize,
     done: bool,
 }
 
@@ -106,7 +109,7 @@ impl UserRevIter {
                 b = mid;
             }
         }
-        UserRevIter { table, user, lo, hi, next_block: a, block: None, pos: 0, done }
+        UserRevIter { table, user, lo, hi, next_block: a, block: None, pos: 0, first: 0, done }
     }
 
     fn step(&mut self) -> Result<Option<Entry>> {
@@ -122,19 +125,63 @@ impl UserRevIter {
                 }
                 self.block = None;
             }
-            if self.next_block == 0
-                || self.table.block_handle(self.next_block - 1).last < (self.user, self.lo)
-            {
+            self.load_previous_block()?;
+            if self.done {
                 return Ok(None);
             }
-            self.next_block -= 1;
-            let block = self.table.block(self.next_block)?;
-            self.pos = match self.hi.checked_add(1) {
-                Some(after) => block.lower_bound(self.user, after),
-                None => block.user_range(self.user).end.max(block.lower_bound(self.user, i64::MAX)),
-            };
-            self.block = Some(block);
         }
+    }
+}
+
+impl UserRevIter {
+    /// Appends up to `max` of the next entries to `out`, in the order `next` yields them,
+    /// and returns how many (0 at the end). It is `next` called up to `max` times, but it
+    /// slices each block's columns in one go ([`DecodedBlock::extend_rev`]) instead of
+    /// checking and building entries one by one: the engine's "latest N" path.
+    pub fn next_chunk(&mut self, max: usize, out: &mut Vec<Entry>) -> Result<usize> {
+        let mut added = 0;
+        while added < max && !self.done {
+            let Some(block) = &self.block else {
+                if let Err(err) = self.load_previous_block() {
+                    self.done = true;
+                    return Err(err);
+                }
+                continue;
+            };
+            // Entries `[first, pos)` are this user's with `lo <= ts <= hi`: `pos` was set
+            // at the bound above `hi`, and `first` at the bound at `lo`.
+            let first = self.first.min(self.pos);
+            let n = block.extend_rev(first..self.pos, max - added, out);
+            self.pos -= n;
+            added += n;
+            if self.pos > first {
+                break;
+            }
+            if first > 0 {
+                // The user's entries at or above `lo` start inside this block.
+                self.done = true;
+            } else {
+                self.block = None;
+            }
+        }
+        Ok(added)
+    }
+
+    /// Moves to the previous block that may hold the user's entries, or ends the iteration.
+    fn load_previous_block(&mut self) -> Result<()> {
+        if self.next_block == 0 || self.table.block_handle(self.next_block - 1).last < (self.user, self.lo) {
+            self.done = true;
+            return Ok(());
+        }
+        self.next_block -= 1;
+        let block = self.table.block(self.next_block)?;
+        self.pos = match self.hi.checked_add(1) {
+            Some(after) => block.lower_bound(self.user, after),
+            None => block.user_range(self.user).end.max(block.lower_bound(self.user, i64::MAX)),
+        };
+        self.first = block.lower_bound(self.user, self.lo);
+        self.block = Some(block);
+        Ok(())
     }
 }
 

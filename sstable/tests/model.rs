@@ -71,6 +71,14 @@ fn check_against_model(table: &Table, entries: &[Entry], probes: &[(u64, i64, i6
         assert_eq!(table.latest(user, 7).unwrap(), all_of_user, "latest 7 of {user}");
         let want_rev: Vec<Entry> = want.iter().rev().cloned().collect();
         assert_eq!(got_rev, want_rev, "reverse user {user} {lo}..={hi}");
+        // The chunked reverse walk yields the same, whatever the chunk sizes.
+        for chunk in [1, 3, 64] {
+            let mut iter = table.user_range_rev(user, lo, hi);
+            let mut chunked = Vec::new();
+            while iter.next_chunk(chunk, &mut chunked).unwrap() > 0 {}
+            assert_eq!(chunked, want_rev, "reverse chunks of {chunk}, user {user} {lo}..={hi}");
+            assert!(iter.next().is_none(), "an ended chunked walk stays ended");
+        }
 
         let ranges: Vec<Entry> =
             entries.iter().filter(|e| e.user == user && e.kind == Kind::RangeDelete).cloned().collect();
