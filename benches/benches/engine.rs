@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use strata::{Db, Options, WriteBatch, WriteOptions};
+use strata_bench::sstable_data::QUERY_SEED_SALT;
 use strata_bench::workload::{mix64, user_of_rank, Rng, Workload, WorkloadConfig, Zipf};
 
 const EVENTS: u64 = 200_000;
@@ -91,7 +92,7 @@ fn engine(c: &mut Criterion) {
 
     let db = Db::open(&path, Options::default()).unwrap();
     let zipf = Zipf::new(config.users, config.zipf_s);
-    let mut rng = Rng::new(mix64(config.seed ^ 0x1a7e_57));
+    let mut rng = Rng::new(mix64(config.seed ^ QUERY_SEED_SALT));
     let users: Vec<u64> = (0..QUERY_USERS).map(|_| user_of_rank(zipf.sample(&mut rng))).collect();
     for &user in &users {
         db.latest(user, 100).unwrap();

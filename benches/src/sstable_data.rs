@@ -26,7 +26,7 @@ pub const PARTITION_WIDTH_US: u64 = 86_400_000_000;
 
 /// Salt that turns the workload seed into the query seed, so the query users are an
 /// independent draw from the same Zipf (workload.md: "independent seed").
-const QUERY_SEED_SALT: u64 = 0x5155_4552_5953_4545;
+pub const QUERY_SEED_SALT: u64 = 0x5155_4552_5953_4545;
 /// Salt of the absent-user draw.
 const ABSENT_SEED_SALT: u64 = 0x4142_5345_4e54_5553;
 

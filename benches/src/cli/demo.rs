@@ -1,23 +1,25 @@
-//! `strata-bench demo`: an end-to-end check of the WAL on the real file system. It writes
-//! standard-workload events, closes and reopens the log, and compares what recovery returns
-//! with the events regenerated from the same seed, byte for byte.
+//! `strata-bench demo`: an end-to-end check of the embedded engine (`strata::Db`) on the real
+//! file system. It writes standard-workload events in batches, closes the database (which
+//! flushes them into time-partitioned tables), reopens it, and checks every event against
+//! the events regenerated from the same seed, byte for byte: each key by `get`, and every
+//! user's whole history by `range` and `latest`.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Instant;
 
 use clap::Args;
+use strata::{Db, Options, WriteBatch, WriteOptions};
 use strata_bench::hw::per_sec;
-use strata_bench::wal_append::{append_timed, build_batches, open_os_wal};
 use strata_bench::workload::{Workload, WorkloadConfig};
 use strata_bench::{Error, Result};
-use strata_wal::{Op, RecoveredBatch, WalOptions};
 
 use super::{mb_per_sec, rate, thousands, WorkDir};
 
 /// Options of `demo`.
 #[derive(Debug, Args)]
 pub struct DemoArgs {
-    /// Directory for the WAL (created if missing; must be empty). Default: a temporary one.
+    /// Directory for the database (created if missing; must be empty). Default: a temporary one.
     #[arg(long)]
     dir: Option<PathBuf>,
     /// Events to write.
@@ -31,32 +33,33 @@ pub struct DemoArgs {
     sync: bool,
 }
 
+/// What the events should read back as: `(user, ts) -> payload`, the last write winning.
+type Model = BTreeMap<(u64, i64), Vec<u8>>;
+
 pub fn run(args: &DemoArgs) -> Result<()> {
     let work = WorkDir::new(args.dir.as_deref())?;
-    let wal_dir = work.path().join("wal");
+    let path = work.path().join("db");
     let config = WorkloadConfig::default();
     let raw_event_bytes = config.raw_event_bytes() as u64;
 
-    let batches = build_batches(&mut Workload::new(config.clone()), args.events, args.batch as usize);
-    let (wal, recovery) = open_os_wal(&wal_dir, WalOptions::default())?;
-    if !recovery.batches.is_empty() {
-        return Err(Error::Mismatch(format!(
-            "the new WAL in {} already holds {} batches",
-            wal_dir.display(),
-            recovery.batches.len()
-        )));
+    let (batches, model) = build(&config, args.events, args.batch);
+    let db = Db::open(&path, Options::default())?;
+    let start = Instant::now();
+    for batch in &batches {
+        db.write(batch, &WriteOptions { sync: args.sync })?;
     }
-    let elapsed = append_timed(&wal, &batches, batches.len() as u64, 1, args.sync)?;
-    let stats = wal.stats();
+    let elapsed = start.elapsed();
     let close_start = Instant::now();
-    wal.close()?;
+    db.close()?;
     let close_time = close_start.elapsed();
+    drop(db);
 
     let reopen_start = Instant::now();
-    let (wal, recovery) = open_os_wal(&wal_dir, WalOptions::default())?;
+    let db = Db::open(&path, Options::default())?;
     let reopen_time = reopen_start.elapsed();
-    let verified = verify(&recovery.batches, args.events, config)?;
-    wal.close()?;
+    let stats = db.stats();
+    let verified = verify(&db, &model)?;
+    db.close()?;
 
     let events_per_sec = per_sec(args.events as f64, elapsed);
     println!(
@@ -73,108 +76,101 @@ pub fn run(args: &DemoArgs) -> Result<()> {
         rate(events_per_sec),
         mb_per_sec(events_per_sec * raw_event_bytes as f64)
     );
+    let tables: u64 = stats.partitions.iter().map(|p| p.sequence_tables + p.unsequence_tables).sum();
+    let bytes: u64 = stats.partitions.iter().map(|p| p.bytes).sum();
     println!(
-        "  WAL: {} records, {} groups, {} fsyncs, {} bytes written, {} segments",
-        thousands(stats.records),
-        thousands(stats.groups),
-        thousands(stats.syncs),
-        thousands(stats.bytes_written),
-        stats.segments
-    );
-    println!(
-        "  close {:.1} ms, reopen (with recovery) {:.1} ms, recovered {} batches",
+        "  close (flush) {:.1} ms, reopen {:.1} ms: {} partitions, {} tables, {:.1} bytes/event on disk",
         close_time.as_secs_f64() * 1e3,
         reopen_time.as_secs_f64() * 1e3,
-        thousands(recovery.batches.len() as u64)
+        stats.partitions.len(),
+        tables,
+        bytes as f64 / args.events.max(1) as f64
     );
-    println!("verified {} events", thousands(verified));
+    println!("verified {} keys of {} users, byte for byte", thousands(verified.0), thousands(verified.1));
     Ok(())
 }
 
-/// Checks that `recovered` holds exactly the first `events` events of `config`, in order,
-/// with contiguous seqnos. Returns the number of events checked.
-fn verify(recovered: &[RecoveredBatch], events: u64, config: WorkloadConfig) -> Result<u64> {
-    let mut expected = Workload::new(config);
+/// The write batches of `events` standard-workload events, and the model they leave.
+fn build(config: &WorkloadConfig, events: u64, per_batch: u32) -> (Vec<WriteBatch>, Model) {
+    let mut workload = Workload::new(config.clone());
+    let mut model = Model::new();
+    let mut batches = Vec::new();
     let mut payload = Vec::new();
-    let mut checked = 0u64;
-    let mut next_seqno = recovered.first().map(|b| b.first_seqno);
-    for (index, recovered_batch) in recovered.iter().enumerate() {
-        if Some(recovered_batch.first_seqno) != next_seqno {
-            return Err(Error::Mismatch(format!(
-                "batch {index} starts at seqno {}, expected {next_seqno:?}",
-                recovered_batch.first_seqno
-            )));
+    let mut left = events;
+    while left > 0 {
+        let n = left.min(u64::from(per_batch));
+        let mut batch = WriteBatch::new();
+        for _ in 0..n {
+            let (user, ts) = workload.next_into(&mut payload);
+            batch.put(user, ts, &payload);
+            model.insert((user, ts), payload.clone());
         }
-        next_seqno = Some(recovered_batch.first_seqno + u64::from(recovered_batch.batch.len()));
-        let mut ops = 0u32;
-        for op in recovered_batch.batch.iter() {
-            ops += 1;
-            if checked == events {
-                return Err(Error::Mismatch(format!(
-                    "recovery returned more than the {events} events written"
-                )));
-            }
-            let (user, ts) = expected.next_into(&mut payload);
-            let want = Op::Put { user, ts, payload: &payload };
-            if op != want {
-                return Err(Error::Mismatch(format!(
-                    "event {checked} (batch {index}) differs: got {op:?}, expected {want:?}"
-                )));
-            }
-            checked += 1;
-        }
-        if ops != recovered_batch.batch.len() {
-            return Err(Error::Mismatch(format!(
-                "batch {index} decodes to {ops} operations but claims {}",
-                recovered_batch.batch.len()
-            )));
+        batches.push(batch);
+        left -= n;
+    }
+    (batches, model)
+}
+
+/// Checks `db` against `model`: every key by `get`, every user's events by `range` (all of
+/// them, ascending) and `latest` (the newest 100). Returns (keys, users) checked.
+fn verify(db: &Db, model: &Model) -> Result<(u64, u64)> {
+    let mismatch = |what: String| Err(Error::Mismatch(what));
+    for ((user, ts), payload) in model {
+        match db.get(*user, *ts)? {
+            Some(event) if event.payload[..] == payload[..] => {}
+            other => return mismatch(format!("get({user}, {ts}) returned {other:?}")),
         }
     }
-    if checked != events {
-        return Err(Error::Mismatch(format!("recovery returned {checked} events, {events} were written")));
+    let mut users = 0u64;
+    let mut keys = model.iter().peekable();
+    while let Some(((user, _), _)) = keys.peek() {
+        let user = *user;
+        let want: Vec<(i64, &Vec<u8>)> = std::iter::from_fn(|| keys.next_if(|((u, _), _)| *u == user))
+            .map(|((_, ts), p)| (*ts, p))
+            .collect();
+        let mut got = db.range(user, ..)?;
+        for (ts, payload) in &want {
+            match got.next().transpose()? {
+                Some(event) if event.ts == *ts && event.payload[..] == payload[..] => {}
+                other => return mismatch(format!("range of user {user} at ts {ts}: got {other:?}")),
+            }
+        }
+        if let Some(extra) = got.next().transpose()? {
+            return mismatch(format!("range of user {user} returned an unwritten event {extra:?}"));
+        }
+        let latest = db.latest(user, 100)?;
+        let newest: Vec<i64> = want.iter().rev().take(100).map(|(ts, _)| *ts).collect();
+        if latest.iter().map(|e| e.ts).collect::<Vec<_>>() != newest {
+            return mismatch(format!("latest(100) of user {user} differs"));
+        }
+        users += 1;
     }
-    Ok(checked)
+    Ok((model.len() as u64, users))
 }
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 mod tests {
     use super::*;
-    use strata_wal::Batch;
-
-    fn recovered(batches: Vec<Batch>) -> Vec<RecoveredBatch> {
-        let mut seqno = 1;
-        batches
-            .into_iter()
-            .map(|batch| {
-                let first_seqno = seqno;
-                seqno += u64::from(batch.len());
-                RecoveredBatch { first_seqno, batch }
-            })
-            .collect()
-    }
 
     #[test]
     fn verify_accepts_the_events_and_refuses_any_difference() {
         let config = WorkloadConfig::default();
-        let batches = build_batches(&mut Workload::new(config.clone()), 35, 10);
-        let good = recovered(batches.clone());
-        assert_eq!(verify(&good, 35, config.clone()).unwrap(), 35);
+        let (batches, model) = build(&config, 3_500, 100);
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(dir.path(), Options::default()).unwrap();
+        for batch in &batches {
+            db.write(batch, &WriteOptions::default()).unwrap();
+        }
+        assert_eq!(verify(&db, &model).unwrap().0, model.len() as u64);
 
-        assert!(matches!(verify(&good, 36, config.clone()), Err(Error::Mismatch(_))));
-        assert!(matches!(verify(&good, 34, config.clone()), Err(Error::Mismatch(_))));
-        assert!(matches!(verify(&good[1..], 25, config.clone()), Err(Error::Mismatch(_))));
+        let (&(user, ts), _) = model.iter().nth(1_000).unwrap();
+        db.put(user, ts, b"altered").unwrap();
+        let err = verify(&db, &model).unwrap_err();
+        assert!(err.to_string().contains(&format!("get({user}, {ts})")), "{err}");
 
-        let mut gap = good.clone();
-        gap[2].first_seqno += 1;
-        assert!(matches!(verify(&gap, 35, config.clone()), Err(Error::Mismatch(_))));
-
-        let mut altered = batches;
-        let mut bytes = altered[1].as_bytes().to_vec();
-        let last = bytes.len() - 1;
-        bytes[last] ^= 1;
-        altered[1] = Batch::decode(&bytes, altered[1].len()).unwrap();
-        let err = verify(&recovered(altered), 35, config).unwrap_err();
-        assert!(err.to_string().contains("event 19"), "{err}");
+        let mut missing = model.clone();
+        missing.insert((user, ts + 1), b"never written".to_vec());
+        assert!(verify(&db, &missing).is_err());
     }
 }

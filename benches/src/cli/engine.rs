@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use clap::Args;
 use strata::{Db, Options, WriteBatch, WriteOptions};
 use strata_bench::hw::per_sec;
+use strata_bench::sstable_data::QUERY_SEED_SALT;
 use strata_bench::workload::{mix64, user_of_rank, Rng, Workload, WorkloadConfig, Zipf};
 use strata_bench::{Error, Result};
 
@@ -176,7 +177,7 @@ fn make_batches(config: &WorkloadConfig, events: u64, per_batch: u64) -> Vec<Wri
 
 fn latest_latencies(db: &Db, config: &WorkloadConfig, queries: usize) -> Result<Vec<Duration>> {
     let zipf = Zipf::new(config.users, config.zipf_s);
-    let mut rng = Rng::new(mix64(config.seed ^ 0x1a7e_57));
+    let mut rng = Rng::new(mix64(config.seed ^ QUERY_SEED_SALT));
     let mut latencies = Vec::with_capacity(queries);
     let mut returned = 0u64;
     for _ in 0..queries {
