@@ -506,9 +506,19 @@ impl Memtable {
         users
     }
 
-    /// Calls `f` with the user's entries (table order) and range deletes, for flush; `None`
-    /// (and `f` not called) if the user is absent. `f` runs under the shard's read lock, so it
-    /// must not insert into this memtable.
+    /// Appends the user's entries (table order) to `out` and its range deletes to
+    /// `deletes`, for flush: building into the caller's buffers lets it batch many users.
+    pub fn user_entries(&self, user: u64, out: &mut Vec<Entry>, deletes: &mut Vec<Entry>) {
+        let shard = self.shard(user).read();
+        let Some(run) = shard.get(&user) else { return };
+        let chunks = self.chunks.read();
+        out.extend(run.entries.iter().map(|e| entry(&chunks, user, e)));
+        deletes.extend(run.range_deletes.iter().cloned());
+    }
+
+    /// Calls `f` with the user's entries (table order) and range deletes; `None` (and `f`
+    /// not called) if the user is absent. `f` runs under the shard's read lock, so it must
+    /// not insert into this memtable.
     pub fn with_user<R>(&self, user: u64, f: impl FnOnce(&[Entry], &[Entry]) -> R) -> Option<R> {
         let shard = self.shard(user).read();
         let run = shard.get(&user)?;
