@@ -29,7 +29,7 @@ use strata_sstable::{Entry, Kind, UserIter, UserRevIter};
 
 use crate::batch::inclusive_bounds;
 use crate::memtable::Memtable;
-use crate::version::{SuperVersion, TableFile};
+use crate::version::SuperVersion;
 use crate::{Error, Event, Result};
 
 /// Memtable entries fetched per step of a cursor: a step holds a shard lock briefly.
@@ -100,8 +100,11 @@ enum Direction {
 }
 
 enum Source {
-    Mem(Arc<Memtable>),
-    Table(Arc<TableFile>),
+    /// Index into the view's memtables, newest first.
+    Mem(usize),
+    /// Index into the view's tables by newest ts (`Version::by_max_ts`): no reference
+    /// count is touched for the many tables a read never reaches.
+    Table(usize),
 }
 
 /// A source not opened yet, with the span of timestamps it may hold for the user.
@@ -239,25 +242,25 @@ impl Merge {
         let lo = lo.max(view.cutoff);
         let mut pending = Vec::new();
         if lo <= hi {
-            for mem in view.sv.memtables() {
-                if let Some((min_ts, max_ts)) = mem.user_bounds(user) {
-                    if min_ts <= hi && lo <= max_ts {
-                        pending.push(Candidate { source: Source::Mem(Arc::clone(mem)), min_ts, max_ts });
-                    }
-                }
-            }
-            for table in &view.sv.version.by_max_ts {
+            // Tables oldest-newest first, so that a newest-first walk needs no sort.
+            for (i, table) in view.sv.version.by_max_ts.iter().enumerate().rev() {
                 let r = &table.record;
                 if r.min_ts <= hi && lo <= r.max_ts {
-                    let (min_ts, max_ts) = (r.min_ts, r.max_ts);
-                    pending.push(Candidate { source: Source::Table(Arc::clone(table)), min_ts, max_ts });
+                    pending.push(Candidate { source: Source::Table(i), min_ts: r.min_ts, max_ts: r.max_ts });
+                }
+            }
+            for (i, mem) in view.sv.memtables().enumerate() {
+                if let Some((min_ts, max_ts)) = mem.user_bounds(user) {
+                    if min_ts <= hi && lo <= max_ts {
+                        let at = pending.partition_point(|c| c.max_ts <= max_ts);
+                        pending.insert(at, Candidate { source: Source::Mem(i), min_ts, max_ts });
+                    }
                 }
             }
         }
         // `pop` takes from the end: the source the walk reaches first goes last.
-        match direction {
-            Direction::Backward => pending.sort_by_key(|c| c.max_ts),
-            Direction::Forward => pending.sort_by_key(|c| std::cmp::Reverse(c.min_ts)),
+        if direction == Direction::Forward {
+            pending.sort_by_key(|c| std::cmp::Reverse(c.min_ts));
         }
         Merge {
             view,
@@ -304,7 +307,8 @@ impl Merge {
         let forward = self.direction == Direction::Forward;
         let mut deletes = Vec::new();
         let cursor = match candidate.source {
-            Source::Mem(mem) => {
+            Source::Mem(i) => {
+                let Some(mem) = self.view.sv.memtables().nth(i).map(Arc::clone) else { return Ok(()) };
                 mem.range_deletes(user, &mut deletes);
                 Cursor::Mem(MemCursor {
                     mem,
@@ -317,7 +321,8 @@ impl Merge {
                     done: false,
                 })
             }
-            Source::Table(table) => {
+            Source::Table(i) => {
+                let Some(table) = self.view.sv.version.by_max_ts.get(i) else { return Ok(()) };
                 if !table.table.may_contain_user(user) {
                     return Ok(());
                 }
