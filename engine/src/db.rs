@@ -189,7 +189,8 @@ impl Db {
     }
 
     /// Flushes every memtable into tables and waits until they are durable in the
-    /// manifest (the WAL they cover is then released).
+    /// manifest. The flush thread then releases the WAL segments they cover (and may
+    /// rewrite the manifest or drop expired partitions) on its own, after this returns.
     pub fn flush(&self) -> Result<()> {
         self.inner.check_writable()?;
         self.inner.flush_all()
@@ -217,14 +218,28 @@ impl Db {
 
     /// Flushes the memtables, syncs and closes the WAL, stops the flush thread and
     /// releases the directory lock. Every later call returns [`Error::Closed`]. A second
-    /// `close` does nothing.
+    /// `close` does nothing. On a poisoned database it still syncs and closes the WAL, then
+    /// returns the failure that poisoned it (for example a background flush's I/O error).
     pub fn close(&self) -> Result<()> {
         if self.inner.closed.load(Ordering::Acquire) {
             return Ok(());
         }
-        let flushed = if self.inner.poison.lock().is_none() { self.inner.flush_all() } else { Ok(()) };
+        // A poisoned database has nothing more it may flush; its failure is what close
+        // reports, after the WAL (which holds every acknowledged write) is synced and closed.
+        let poisoned = self.inner.poison.lock().clone();
+        let flushed = match poisoned {
+            Some(cause) => Err(Error::Poisoned { cause }),
+            None => self.inner.flush_all(),
+        };
         self.inner.closed.store(true, Ordering::Release);
         self.stop_flusher();
+        // The flush thread may have failed after the flush above returned (its WAL release
+        // runs after the new version is installed): now that it has stopped, ask again.
+        let late = self.inner.poison.lock().clone();
+        let flushed = match (flushed, late) {
+            (Ok(()), Some(cause)) => Err(Error::Poisoned { cause }),
+            (flushed, _) => flushed,
+        };
         let wal = self.inner.log.write().take();
         let synced = match wal {
             Some(wal) => wal.close().map_err(Error::from),

@@ -8,6 +8,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod engine_workload;
 pub mod summary;
 pub mod wal_workload;
 

@@ -22,6 +22,8 @@ pub struct Summary {
     pub synced_checked: u64,
     /// Acknowledged batches missing or altered after recovery. Must be 0.
     pub losses: u64,
+    /// Recoveries (reopens) that failed where they must succeed. Must be 0.
+    pub reopen_failures: u64,
 }
 
 impl Summary {
@@ -41,6 +43,7 @@ impl fmt::Display for Summary {
             ("faults reported to caller", self.detected),
             ("batches acknowledged", self.acked),
             ("sync-acked batches checked", self.synced_checked),
+            ("reopen failures (must be 0)", self.reopen_failures),
             ("losses (must be 0)", self.losses),
         ];
         for (label, value) in rows {

@@ -8,7 +8,10 @@
 //! - Within a segment, records must decode and their seqnos must run on without a gap,
 //!   from record to record and from segment to segment.
 //! - A bad record in the *last* segment with no valid record after it is a torn write: the
-//!   segment is truncated there, synced, and the dropped bytes are reported.
+//!   segment is truncated there, synced, and the dropped bytes are reported. The tail is
+//!   read a second time first: if it reads back differently it is a read fault, not a torn
+//!   write, and recovery fails with [`WalError::Corruption`] rather than cut a record that
+//!   may be intact and synced on disk.
 //! - Any other bad record is mid-log corruption. In [`RecoveryMode::Strict`] (the default)
 //!   recovery fails with [`WalError::Corruption`] naming the segment and offset. In
 //!   [`RecoveryMode::PointInTime`] it stops before the damage: the segment is truncated
@@ -207,6 +210,16 @@ fn read_segment(
             Err(err) => err.to_string(),
         };
         if is_last && !valid_record_after(&bytes, offset + 1) {
+            if !tail_reads_back_the_same(fs, &path, &bytes, offset)? {
+                return Err(SegmentFailure::Fatal(WalError::Corruption {
+                    path,
+                    offset: offset as u64,
+                    reason: format!(
+                        "{bad}; the damaged tail reads back differently on a second read: a read \
+                         fault, not a torn write, so it is not cut"
+                    ),
+                }));
+            }
             truncate_torn_tail(fs, &path, &bytes, offset, report)?;
             return Ok(next);
         }
@@ -224,6 +237,21 @@ fn read_segment(
 /// Whether a record that decodes starts anywhere at or after `from`.
 fn valid_record_after(bytes: &[u8], from: usize) -> bool {
     (from..bytes.len()).any(|offset| decode_record(&bytes[offset..]).is_ok())
+}
+
+/// Whether the segment's bytes from `offset` on read back as `bytes` did. A torn write is
+/// stable on disk; a tail that changes between two reads is a read fault, and cutting it
+/// could drop a synced record that is intact on disk.
+fn tail_reads_back_the_same(
+    fs: &dyn FileSystem,
+    path: &Path,
+    bytes: &[u8],
+    offset: usize,
+) -> Result<bool, WalError> {
+    let file = fs.open(path)?;
+    let mut again = vec![0u8; bytes.len() - offset];
+    file.read_at(offset as u64, &mut again)?;
+    Ok(again[..] == bytes[offset..])
 }
 
 fn truncate_torn_tail(
