@@ -3,7 +3,7 @@
 //!
 //! This module owns the filter's byte layout, its hashing and its sizing. The table writes
 //! the bytes [`FilterBuilder::finish`] returns into its metadata; the reader hands the same
-//! bytes (in its mmap) to [`Filter::decode`].
+//! bytes (in its in-memory copy of the table's metadata) to [`Filter::decode`].
 //!
 //! # Design
 //!
@@ -185,7 +185,7 @@ impl FilterBuilder {
     }
 }
 
-/// A decoded filter borrowing its encoded bytes (which live in the table's mmap).
+/// A decoded filter borrowing its encoded bytes (which live in the table's metadata buffer).
 #[derive(Clone, Copy, Debug)]
 pub struct Filter<'a> {
     k: u8,

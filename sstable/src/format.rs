@@ -211,27 +211,63 @@ impl Footer {
     /// Decodes the footer at the end of `file`. The error says which kind of failure:
     /// not a table, damaged, or a newer version.
     pub fn decode(file: &[u8]) -> Result<Footer, FooterError> {
-        let len = file.len();
-        if len < 24 {
-            return Err(FooterError::NotATable(format!("{len} bytes is too short for a footer")));
+        Footer::decode_tail(file, file.len() as u64)
+    }
+
+    /// How many bytes from the end of a file of `file_len` bytes [`Footer::decode_tail`]
+    /// needs, given `tail`, the file's last `min(file_len, FOOTER_LEN)` bytes (or more):
+    /// [`FOOTER_LEN`], or more when the footer-length field names a longer footer that fits
+    /// in the file (a newer version, or damage), never more than `file_len`.
+    pub fn tail_len(tail: &[u8], file_len: u64) -> u64 {
+        let len = tail.len();
+        let named =
+            if len >= 24 && tail[len - 8..] == TABLE_MAGIC { u64::from(u32_at(tail, len - 20)) } else { 0 };
+        named.max(FOOTER_LEN as u64).min(file_len)
+    }
+
+    /// [`Footer::decode`] of a file of `file_len` bytes given only its end: `tail` is the
+    /// file's last `tail.len()` bytes, at least [`Footer::tail_len`] of them. Answers exactly
+    /// as `decode` of the whole file would; offsets in errors are offsets in the file. Never
+    /// panics: a tail shorter than promised is reported as a damaged footer.
+    pub fn decode_tail(tail: &[u8], file_len: u64) -> Result<Footer, FooterError> {
+        let file_len_usize = usize::try_from(file_len).unwrap_or(usize::MAX);
+        // Bytes before the file's start, if the caller passed any, are not the file's.
+        let tail = &tail[tail.len().saturating_sub(file_len_usize)..];
+        let len = tail.len();
+        // Offsets in the tail become offsets in the file by adding `base`.
+        let base = file_len_usize - len;
+        if file_len < 24 {
+            return Err(FooterError::NotATable(format!("{file_len} bytes is too short for a footer")));
         }
-        if file[len - 8..] != TABLE_MAGIC {
+        if len < 24 || tail[len - 8..] != TABLE_MAGIC {
             return Err(FooterError::NotATable("no STRATSST magic number at the end".into()));
         }
-        let version = u32_at(file, len - 24);
-        let footer_len = u32_at(file, len - 20) as usize;
-        if footer_len < 24 || footer_len > len {
-            return Err(FooterError::Damaged(len - 20, format!("footer length {footer_len} does not fit")));
+        let version = u32_at(tail, len - 24);
+        let footer_len = u32_at(tail, len - 20) as usize;
+        if footer_len < 24 || footer_len as u64 > file_len {
+            return Err(FooterError::Damaged(
+                base + len - 20,
+                format!("footer length {footer_len} does not fit"),
+            ));
         }
-        let footer = &file[len - footer_len..];
+        if footer_len > len {
+            return Err(FooterError::Damaged(
+                base + len - 20,
+                format!("footer length {footer_len}: only the last {len} bytes were read"),
+            ));
+        }
+        let footer = &tail[len - footer_len..];
         if xxh3_64(&footer[..footer_len - 16]) != u64_at(footer, footer_len - 16) {
-            return Err(FooterError::Damaged(len - footer_len, "footer checksum mismatch".into()));
+            return Err(FooterError::Damaged(base + len - footer_len, "footer checksum mismatch".into()));
         }
         if version != TABLE_VERSION {
             return Err(FooterError::Version(version));
         }
         if footer_len != FOOTER_LEN {
-            return Err(FooterError::Damaged(len - 20, format!("version 1 footer of {footer_len} bytes")));
+            return Err(FooterError::Damaged(
+                base + len - 20,
+                format!("version 1 footer of {footer_len} bytes"),
+            ));
         }
         let stats = TableStats {
             entries: u64_at(footer, 40),
@@ -245,7 +281,7 @@ impl Footer {
             blocks: u32_at(footer, 104),
             sequence: u32_at(footer, 108) & 1 == 1,
             range_deletes: u64_at(footer, 112),
-            file_bytes: len as u64,
+            file_bytes: file_len,
         };
         Ok(Footer {
             index_offset: u64_at(footer, 0),
@@ -316,6 +352,54 @@ mod tests {
         let at = newer.len() - 16;
         newer[at..at + 8].copy_from_slice(&checksum.to_le_bytes());
         assert_eq!(Footer::decode(&newer), Err(FooterError::Version(2)));
+    }
+
+    /// What `Table::open` does: the last FOOTER_LEN bytes, more if `tail_len` asks for them.
+    fn decode_from_the_end(file: &[u8]) -> Result<Footer, FooterError> {
+        let len = file.len() as u64;
+        let tail = &file[file.len() - FOOTER_LEN.min(file.len())..];
+        let wanted = usize::try_from(Footer::tail_len(tail, len)).unwrap();
+        Footer::decode_tail(&file[file.len() - wanted..], len)
+    }
+
+    #[test]
+    fn decoding_the_tail_answers_like_decoding_the_whole_file() {
+        let mut file = vec![0u8; 182];
+        file.extend_from_slice(&footer().encode());
+        // A newer version with a longer footer keeps the last 24 bytes in place.
+        let mut newer = file.clone();
+        newer.truncate(newer.len() - 24);
+        newer.extend_from_slice(&[9u8; 48]);
+        newer.extend_from_slice(&7u32.to_le_bytes());
+        newer.extend_from_slice(&200u32.to_le_bytes());
+        // The 200-byte footer ends 16 bytes (checksum, magic) after what is written so far.
+        let start = newer.len() + 16 - 200;
+        let checksum = xxh3_64(&newer[start..]);
+        newer.extend_from_slice(&checksum.to_le_bytes());
+        newer.extend_from_slice(&TABLE_MAGIC);
+        assert_eq!(Footer::decode(&newer), Err(FooterError::Version(7)));
+        let mut cases = vec![file.clone(), newer, Vec::new(), b"STRATSST".to_vec()];
+        for pos in (0..file.len()).step_by(3) {
+            let mut bad = file.clone();
+            bad[pos] ^= 0x41;
+            cases.push(bad);
+        }
+        for len in 0..file.len() {
+            cases.push(file[file.len() - len..].to_vec());
+            cases.push(file[..len].to_vec());
+        }
+        let mut long = file.clone();
+        let at = long.len() - 20;
+        long[at..at + 4].copy_from_slice(&300u32.to_le_bytes());
+        cases.push(long);
+        for case in &cases {
+            assert_eq!(decode_from_the_end(case), Footer::decode(case), "{} bytes", case.len());
+        }
+        // A tail shorter than `tail_len` asked for is an error, never a panic.
+        let newer = &cases[1];
+        let short = &newer[newer.len() - FOOTER_LEN..];
+        assert!(matches!(Footer::decode_tail(short, newer.len() as u64), Err(FooterError::Damaged(..))));
+        assert!(matches!(Footer::decode_tail(&[], 1000), Err(FooterError::NotATable(_))));
     }
 
     #[test]

@@ -1,5 +1,13 @@
-//! The bytes of a sealed table: mapped from the OS file, or read through the file-system
-//! seam when the file is simulated or fault-injected.
+//! The memory-mapped read mode ([`crate::ReadMode::Mmap`]): a sealed table's OS file mapped
+//! read-only, so that a block cache miss is served from the page cache without a copy.
+//!
+//! The default mode ([`crate::ReadMode::Pread`]) does not use this module: it reads each data
+//! block through the file-system seam (`File::read_at`), which keeps the process's resident
+//! memory bounded by the block cache. In this mode every page of the mapping that a read
+//! touches counts as resident memory of the process until the kernel reclaims it, so the
+//! resident size grows with the data read, not with the caches. Simulated and
+//! fault-injecting files have no OS file behind them and are never mapped: the table falls
+//! back to `Pread`, so that every read of theirs can be observed and failed.
 //!
 //! This module holds the only `unsafe` code of strata: the call that maps a file.
 //!
@@ -14,54 +22,43 @@
 use std::path::Path;
 
 use memmap2::Mmap;
-use strata_vfs::{read_all, FileSystem};
+use strata_vfs::File;
 
 use crate::{Result, SstError};
 
-/// A sealed table's bytes.
-pub(crate) enum TableBytes {
-    /// Mapped read-only from the OS file.
-    Mapped(Mmap),
-    /// Read into memory through the seam.
-    Owned(Vec<u8>),
+/// A sealed table's OS file, mapped read-only.
+pub(crate) struct MappedTable {
+    map: Mmap,
 }
 
-impl TableBytes {
-    /// Opens `path` through `fs` and maps it when the file is an OS file, else reads it.
-    pub(crate) fn open(fs: &dyn FileSystem, path: &Path) -> Result<TableBytes> {
-        let file = fs.open(path)?;
+impl MappedTable {
+    /// Maps `file` when it is an OS file (and not empty); `None` when it is not, and the
+    /// caller must read through the seam.
+    pub(crate) fn map(file: &dyn File, path: &Path) -> Result<Option<MappedTable>> {
         let Some(os_file) = file.as_os_file() else {
-            return Ok(TableBytes::Owned(read_all(file.as_ref())?));
+            return Ok(None);
         };
         if os_file.metadata().map(|m| m.len()).unwrap_or(0) == 0 {
             // Mapping an empty file fails on some systems; an empty table is refused by the
-            // footer check either way.
-            return Ok(TableBytes::Owned(Vec::new()));
+            // footer check before a mapping is asked for anyway.
+            return Ok(None);
         }
         // SAFETY: `Mmap::map` is unsafe because the mapping aliases a file that another
         // process could change or truncate underneath it. Sealed tables are immutable: they
         // are complete before they are renamed into place, strata never writes to them
         // again, and deletes them only after the last reader is gone; truncation by another
-        // process is the documented limit above. The mapping is read-only, and every offset
-        // taken from the file is checked against `len()` before it is used
-        // (`Table::slice`). Covered by `tests::mapped_and_owned_bytes_agree`.
+        // process is the documented limit above. The mapping is read-only, and every range
+        // taken from the file is checked against the mapping's length before it is used
+        // (`MappedTable::get`). Covered by `tests::mapped_bytes_match_the_file`.
         let map = unsafe { Mmap::map(os_file) }
             .map_err(|e| SstError::Map { file: path.to_path_buf(), reason: e.to_string() })?;
-        Ok(TableBytes::Mapped(map))
+        Ok(Some(MappedTable { map }))
     }
 
-    /// The table's bytes.
-    pub(crate) fn as_slice(&self) -> &[u8] {
-        match self {
-            TableBytes::Mapped(map) => map,
-            TableBytes::Owned(bytes) => bytes,
-        }
-    }
-
-    /// Whether the bytes are mapped (for tests).
-    #[cfg(test)]
-    pub(crate) fn is_mapped(&self) -> bool {
-        matches!(self, TableBytes::Mapped(_))
+    /// The `len` bytes at `offset`, or `None` if they are not all inside the mapping.
+    pub(crate) fn get(&self, offset: u64, len: usize) -> Option<&[u8]> {
+        let start = usize::try_from(offset).ok()?;
+        self.map.get(start..start.checked_add(len)?)
     }
 }
 
@@ -69,23 +66,25 @@ impl TableBytes {
 mod tests {
     use std::sync::Arc;
 
-    use strata_vfs::{FaultFs, OsFs};
+    use strata_vfs::{FaultFs, FileSystem, OsFs};
 
     use super::*;
 
     #[test]
-    fn mapped_and_owned_bytes_agree() {
+    fn mapped_bytes_match_the_file() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("t");
         let data: Vec<u8> = (0..10_000u32).map(|i| (i * 7).to_le_bytes()[0]).collect();
         std::fs::write(&path, &data).unwrap();
-        let mapped = TableBytes::open(&OsFs::new(), &path).unwrap();
-        assert!(mapped.is_mapped());
-        assert_eq!(mapped.as_slice(), &data[..]);
-        // Through the fault injector the seam is kept: the bytes are read, not mapped.
+        let file = OsFs::new().open(&path).unwrap();
+        let mapped = MappedTable::map(file.as_ref(), &path).unwrap().unwrap();
+        assert_eq!(mapped.get(0, data.len()), Some(&data[..]));
+        assert_eq!(mapped.get(9_000, 1_000), Some(&data[9_000..]));
+        assert_eq!(mapped.get(9_000, 1_001), None, "a range past the end is refused");
+        assert_eq!(mapped.get(u64::MAX, 1), None);
+        // Through the fault injector the seam is kept: nothing is mapped.
         let faulty = FaultFs::new(Arc::new(OsFs::new()), 1);
-        let owned = TableBytes::open(&faulty, &path).unwrap();
-        assert!(!owned.is_mapped());
-        assert_eq!(owned.as_slice(), mapped.as_slice());
+        let file = faulty.open(&path).unwrap();
+        assert!(MappedTable::map(file.as_ref(), &path).unwrap().is_none());
     }
 }

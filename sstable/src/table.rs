@@ -1,11 +1,22 @@
 //! [`Table`]: the reader of a sealed table.
 //!
+//! What stays in memory and what is read: `open` reads the footer and the metadata region
+//! (index, user filter, range deletes) through the file-system seam and keeps the metadata
+//! in memory for the table's lifetime (about 72 bytes per data block plus 1.4 bytes per user;
+//! the data blocks hold the rest). Data blocks are read on demand: a block cache miss reads
+//! exactly the block's bytes with one `File::read_at` ([`ReadMode::Pread`], the default), or
+//! slices them from a read-only mapping of the file ([`ReadMode::Mmap`], see the `mmap`
+//! module); a cache hit touches no file. In `Pread` mode the process's resident memory for
+//! reads is the metadata plus the [`BlockCache`] budget, whatever the table sizes; a read
+//! error of a block is returned as [`SstError::Fs`], naming the file and the operation.
+//!
 //! `open` checks, before anything is served: the footer (magic, checksum, version), that the
 //! data, metadata and footer regions tile the file exactly, the metadata checksum, and every
 //! index entry (blocks contiguous from offset 0 to the metadata, keys ascending, counts adding
 //! up). A block is checked against the xxh3 its index entry holds before it is decoded, and
 //! its decoded keys against the index entry. Damage is an [`SstError::Corruption`] naming the
-//! file and offset; it is never returned as data.
+//! file and offset; it is never returned as data. In either mode a damaged data block is
+//! therefore detected when a read first needs it, not at open.
 //!
 //! Decoded blocks live in the shared [`BlockCache`], keyed by a per-open table id and the
 //! block offset.
@@ -18,7 +29,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use strata_vfs::FileSystem;
+use strata_vfs::{File, FileSystem};
 use xxhash_rust::xxh3::xxh3_64;
 
 use crate::block::DecodedBlock;
@@ -28,14 +39,33 @@ use crate::format::{
     i64_at, u64_at, BlockHandle, Footer, FooterError, TableStats, FOOTER_LEN, INDEX_ENTRY_LEN,
     RANGE_DELETE_LEN,
 };
-use crate::mmap::TableBytes;
+use crate::mmap::MappedTable;
 use crate::{BlockCache, Entry, Result, SstError};
 
 /// Ids for cache keys: unique per opened table in this process, so a reused file name never
 /// serves another table's cached blocks.
 static NEXT_TABLE_ID: AtomicU64 = AtomicU64::new(1);
 
-/// An open, sealed table. Cheap to clone; clones share the mapping.
+/// How a [`Table`] reads its data blocks on a block cache miss. The metadata (index, filter,
+/// range deletes) is read into memory at open in both modes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum ReadMode {
+    /// The default: each missed block is read with one `File::read_at` of exactly its bytes,
+    /// through the file-system seam (so simulated and fault-injected files see every read).
+    /// The file's pages stay in the OS page cache, not in the process: resident memory is
+    /// bounded by the block cache budget plus the tables' metadata, whatever the data size.
+    #[default]
+    Pread,
+    /// Blocks are sliced from a read-only memory mapping of the file, saving a copy and a
+    /// system call per missed block; but every touched page of the mapping counts as the
+    /// process's resident memory, so it grows with the data read. Only possible for files
+    /// with an OS file behind them (`File::as_os_file`); any other file falls back to
+    /// [`ReadMode::Pread`] (see [`Table::read_mode`]).
+    Mmap,
+}
+
+/// An open, sealed table. Cheap to clone; clones share the file handle, the metadata and
+/// the mapping, if any.
 #[derive(Clone)]
 pub struct Table {
     inner: Arc<Inner>,
@@ -44,8 +74,14 @@ pub struct Table {
 struct Inner {
     path: PathBuf,
     id: u64,
-    bytes: TableBytes,
+    file: Box<dyn File>,
+    /// The mapping of the file in [`ReadMode::Mmap`]; `None` reads blocks with `read_at`.
+    map: Option<MappedTable>,
+    /// The file's bytes `footer.index_offset..file_len`: index, filter, range deletes and
+    /// footer, checked at open.
+    meta: Vec<u8>,
     footer: Footer,
+    /// Where the filter and the range deletes start in `meta`.
     filter_at: usize,
     rangedel_at: usize,
     cache: Arc<BlockCache>,
@@ -63,41 +99,60 @@ impl std::fmt::Debug for Table {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Table")
             .field("path", &self.inner.path)
+            .field("read_mode", &self.read_mode())
             .field("stats", &self.inner.footer.stats)
             .finish()
     }
 }
 
 impl Table {
-    /// Opens and checks the table at `path`; see the module doc.
+    /// Opens and checks the table at `path`, reading its blocks in [`ReadMode::Pread`]; see
+    /// the module doc.
     pub fn open(fs: &dyn FileSystem, path: &Path, cache: Arc<BlockCache>) -> Result<Table> {
-        let bytes = TableBytes::open(fs, path)?;
-        let data = bytes.as_slice();
-        let file = path.to_path_buf();
-        let footer = Footer::decode(data).map_err(|err| match err {
-            FooterError::NotATable(reason) => SstError::NotATable { file: file.clone(), reason },
-            FooterError::Damaged(offset, reason) => {
-                SstError::Corruption { file: file.clone(), offset: offset as u64, reason }
-            }
-            FooterError::Version(version) => SstError::UnsupportedVersion {
-                file: file.clone(),
-                version,
-                supported: crate::format::TABLE_VERSION,
-            },
-        })?;
-        let (filter_at, rangedel_at) = check_regions(&file, data, &footer)?;
+        Table::open_with(fs, path, cache, ReadMode::Pread)
+    }
+
+    /// Opens and checks the table at `path`, reading its blocks in `mode` (which falls back
+    /// to [`ReadMode::Pread`] for a file with no OS file behind it).
+    pub fn open_with(
+        fs: &dyn FileSystem,
+        path: &Path,
+        cache: Arc<BlockCache>,
+        mode: ReadMode,
+    ) -> Result<Table> {
+        let file = fs.open(path)?;
+        let path = path.to_path_buf();
+        let file_len = file.len()?;
+        let footer = read_footer(file.as_ref(), &path, file_len)?;
+        let (meta, filter_at, rangedel_at) = read_metadata(file.as_ref(), &path, file_len, &footer)?;
+        let map = match mode {
+            ReadMode::Pread => None,
+            ReadMode::Mmap => MappedTable::map(file.as_ref(), &path)?,
+        };
         let inner = Inner {
-            path: file,
+            path,
             id: NEXT_TABLE_ID.fetch_add(1, Ordering::Relaxed),
-            footer: Footer { stats: TableStats { file_bytes: data.len() as u64, ..footer.stats }, ..footer },
+            file,
+            map,
+            meta,
+            footer,
             filter_at,
             rangedel_at,
-            bytes,
             cache,
         };
         let table = Table { inner: Arc::new(inner) };
         table.check_index()?;
         Ok(table)
+    }
+
+    /// How this table reads its blocks: the mode it was opened with, or
+    /// [`ReadMode::Pread`] if `Mmap` was asked for a file that cannot be mapped.
+    pub fn read_mode(&self) -> ReadMode {
+        if self.inner.map.is_some() {
+            ReadMode::Mmap
+        } else {
+            ReadMode::Pread
+        }
     }
 
     /// The table's path.
@@ -127,9 +182,10 @@ impl Table {
     /// The index entry of block `i`. Every entry below `block_count()` was checked at open;
     /// past it, an empty handle whose keys sort after everything is returned.
     pub fn block_handle(&self, i: usize) -> BlockHandle {
-        let at = self.inner.footer.index_offset as usize + i * INDEX_ENTRY_LEN;
-        let bytes = self.inner.bytes.as_slice();
-        bytes.get(at..at + INDEX_ENTRY_LEN).and_then(BlockHandle::decode).unwrap_or(BlockHandle {
+        // The index is the start of the metadata buffer.
+        let at = i.saturating_mul(INDEX_ENTRY_LEN);
+        let entry = self.inner.meta.get(at..at.saturating_add(INDEX_ENTRY_LEN));
+        entry.and_then(BlockHandle::decode).unwrap_or(BlockHandle {
             offset: 0,
             len: 0,
             entry_count: 0,
@@ -192,11 +248,9 @@ impl Table {
     }
 
     fn filter(&self) -> Option<Filter<'_>> {
-        let footer = &self.inner.footer;
-        let bytes = self.inner.bytes.as_slice();
-        let range = self.inner.filter_at..self.inner.filter_at + footer.filter_len as usize;
+        let range = self.inner.filter_at..self.inner.rangedel_at;
         // Checked at open: an undecodable filter never gets this far.
-        bytes.get(range).and_then(|b| Filter::decode(b).ok())
+        self.inner.meta.get(range).and_then(|b| Filter::decode(b).ok())
     }
 
     /// The decoded block `i`, from the cache or read, checked and decoded.
@@ -207,13 +261,20 @@ impl Table {
     }
 
     fn load_block(&self, handle: &BlockHandle) -> Result<(DecodedBlock, usize)> {
-        let start = handle.offset as usize;
-        let raw = self
-            .inner
-            .bytes
-            .as_slice()
-            .get(start..start + handle.len as usize)
-            .ok_or_else(|| self.corruption(handle.offset, "block past the end of the file"))?;
+        let len = handle.len as usize;
+        let read;
+        let raw = match &self.inner.map {
+            Some(map) => map
+                .get(handle.offset, len)
+                .ok_or_else(|| self.corruption(handle.offset, "block past the end of the file"))?,
+            None => {
+                // Bounded by the file: open checked that every block lies inside the data.
+                let mut buf = vec![0u8; len];
+                self.inner.file.read_at(handle.offset, &mut buf)?;
+                read = buf;
+                &read[..]
+            }
+        };
         if xxh3_64(raw) != handle.checksum {
             return Err(self.corruption(handle.offset, "block checksum mismatch"));
         }
@@ -268,9 +329,8 @@ impl Table {
     /// The range deletes of `user` in this table, in table order.
     pub fn range_deletes(&self, user: u64) -> Result<Vec<Entry>> {
         let footer = &self.inner.footer;
-        let bytes = self.inner.bytes.as_slice();
         let start = self.inner.rangedel_at;
-        let records = bytes.get(start..start + footer.rangedel_len as usize).unwrap_or(&[]);
+        let records = self.inner.meta.get(start..start + footer.rangedel_len as usize).unwrap_or(&[]);
         let count = records.len() / RANGE_DELETE_LEN;
         let user_at = |i: usize| u64_at(records, i * RANGE_DELETE_LEN);
         let (mut lo, mut hi) = (0, count);
@@ -291,7 +351,8 @@ impl Table {
             let (first, last, seqno) =
                 (i64_at(records, at + 8), i64_at(records, at + 16), u64_at(records, at + 24));
             if last < first {
-                return Err(self.corruption((start + at) as u64, "inverted range delete"));
+                let offset = footer.index_offset + (start + at) as u64;
+                return Err(self.corruption(offset, "inverted range delete"));
             }
             out.push(Entry::range_delete(user, first, last, seqno));
         }
@@ -355,12 +416,48 @@ impl Table {
     }
 }
 
-/// Checks that data, index, filter, range deletes and footer tile the file, the metadata
-/// checksum, and the filter header; returns where the filter and range deletes start.
-fn check_regions(file: &Path, data: &[u8], footer: &Footer) -> Result<(usize, usize)> {
+/// Reads and decodes the footer at the end of a file of `file_len` bytes.
+fn read_footer(file: &dyn File, path: &Path, file_len: u64) -> Result<Footer> {
+    let read_tail = |len: u64| -> Result<Vec<u8>> {
+        let mut tail = vec![0u8; len as usize];
+        file.read_at(file_len - len, &mut tail)?;
+        Ok(tail)
+    };
+    let mut tail = read_tail(file_len.min(FOOTER_LEN as u64))?;
+    let wanted = Footer::tail_len(&tail, file_len);
+    if wanted > tail.len() as u64 {
+        // A footer-length field naming a longer footer (a newer version, or damage): read
+        // all of it, as decoding the whole file would, to tell the two apart. Bounded by
+        // the file length.
+        tail = read_tail(wanted)?;
+    }
+    Footer::decode_tail(&tail, file_len).map_err(|err| match err {
+        FooterError::NotATable(reason) => SstError::NotATable { file: path.to_path_buf(), reason },
+        FooterError::Damaged(offset, reason) => {
+            SstError::Corruption { file: path.to_path_buf(), offset: offset as u64, reason }
+        }
+        FooterError::Version(version) => SstError::UnsupportedVersion {
+            file: path.to_path_buf(),
+            version,
+            supported: crate::format::TABLE_VERSION,
+        },
+    })
+}
+
+/// Checks that data, index, filter, range deletes and footer tile the file, reads the
+/// metadata region and footer (`index_offset..file_len`) into memory, and checks the
+/// metadata checksum and the filter header. Returns the bytes and where the filter and the
+/// range deletes start in them.
+fn read_metadata(
+    file: &dyn File,
+    path: &Path,
+    file_len: u64,
+    footer: &Footer,
+) -> Result<(Vec<u8>, usize, usize)> {
     let corrupt =
-        |offset: u64, reason: String| SstError::Corruption { file: file.to_path_buf(), offset, reason };
-    let footer_at = (data.len() - FOOTER_LEN) as u64;
+        |offset: u64, reason: String| SstError::Corruption { file: path.to_path_buf(), offset, reason };
+    // The footer decoded, so the file holds at least FOOTER_LEN bytes.
+    let footer_at = file_len - FOOTER_LEN as u64;
     let meta_end = footer
         .index_offset
         .checked_add(footer.index_len)
@@ -369,8 +466,11 @@ fn check_regions(file: &Path, data: &[u8], footer: &Footer) -> Result<(usize, us
     if meta_end != Some(footer_at) {
         return Err(corrupt(footer_at, "metadata lengths do not reach the footer".into()));
     }
-    let meta = &data[footer.index_offset as usize..footer_at as usize];
-    if xxh3_64(meta) != footer.meta_checksum {
+    // Bounded by the file: index_offset <= footer_at.
+    let mut meta = vec![0u8; (file_len - footer.index_offset) as usize];
+    file.read_at(footer.index_offset, &mut meta)?;
+    let meta_len = (footer_at - footer.index_offset) as usize;
+    if xxh3_64(&meta[..meta_len]) != footer.meta_checksum {
         return Err(corrupt(footer.index_offset, "metadata checksum mismatch".into()));
     }
     let stats = &footer.stats;
@@ -379,8 +479,9 @@ fn check_regions(file: &Path, data: &[u8], footer: &Footer) -> Result<(usize, us
     {
         return Err(corrupt(footer_at, "index or range-delete length does not match the counts".into()));
     }
-    let filter_at = (footer.index_offset + footer.index_len) as usize;
+    let filter_at = footer.index_len as usize;
     let rangedel_at = filter_at + footer.filter_len as usize;
-    Filter::decode(&data[filter_at..rangedel_at]).map_err(|reason| corrupt(filter_at as u64, reason))?;
-    Ok((filter_at, rangedel_at))
+    Filter::decode(&meta[filter_at..rangedel_at])
+        .map_err(|reason| corrupt(footer.index_offset + filter_at as u64, reason))?;
+    Ok((meta, filter_at, rangedel_at))
 }

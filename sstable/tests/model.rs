@@ -11,7 +11,9 @@ use std::sync::Arc;
 
 use proptest::prelude::*;
 use strata_sstable::block::Compression;
-use strata_sstable::{table_order, BlockCache, Entry, Kind, Table, TableBuilder, TableMeta, TableOptions};
+use strata_sstable::{
+    table_order, BlockCache, Entry, Kind, ReadMode, Table, TableBuilder, TableMeta, TableOptions,
+};
 use strata_vfs::{FileSystem, OsFs, SimFs};
 
 const USERS: [u64; 5] = [0, 1, 7, 1 << 40, u64::MAX];
@@ -128,9 +130,11 @@ proptest! {
     }
 }
 
-/// The same model check through the memory-mapped reader on the real file system.
+/// The same model check on the real file system, with the table opened in both read modes:
+/// `Pread` (the default, one `read_at` per missed block) and `Mmap` (blocks sliced from a
+/// mapping). Both must give the model's answers, so they answer identically.
 #[test]
-fn mapped_tables_answer_like_the_model() {
+fn tables_on_disk_answer_like_the_model_in_both_read_modes() {
     let mut runner = proptest::test_runner::TestRunner::new(ProptestConfig::with_cases(16));
     let dir = tempfile::tempdir().unwrap();
     let n = std::sync::atomic::AtomicU64::new(0);
@@ -140,11 +144,36 @@ fn mapped_tables_answer_like_the_model() {
             let k = n.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             let path = dir.path().join(format!("{k}.sst"));
             let os = OsFs::new();
-            let table = build(&os, Arc::new(os), &path, &entries, 256);
-            check_against_model(&table, &entries, &probes_for(&entries, &[]));
+            let pread = build(&os, Arc::new(os), &path, &entries, 256);
+            assert_eq!(pread.read_mode(), ReadMode::Pread);
+            let cache = Arc::new(BlockCache::new(1 << 20));
+            let mapped = Table::open_with(&os, &path, cache, ReadMode::Mmap).unwrap();
+            assert_eq!(mapped.read_mode(), ReadMode::Mmap);
+            assert_eq!(mapped.stats(), pread.stats());
+            let probes = probes_for(&entries, &[]);
+            check_against_model(&pread, &entries, &probes);
+            check_against_model(&mapped, &entries, &probes);
+            for &(user, lo, hi) in &probes {
+                assert_eq!(mapped.latest(user, 1_000).unwrap(), pread.latest(user, 1_000).unwrap());
+                assert_eq!(mapped.get(user, lo).unwrap(), pread.get(user, lo).unwrap());
+                assert_eq!(mapped.get(user, hi).unwrap(), pread.get(user, hi).unwrap());
+                assert_eq!(mapped.may_contain_user(user), pread.may_contain_user(user));
+            }
             Ok(())
         })
         .unwrap();
+}
+
+/// `Mmap` needs an OS file: on the simulated disk the table falls back to `Pread`.
+#[test]
+fn mmap_mode_falls_back_to_pread_without_an_os_file() {
+    let entries = normalize((0..50u64).map(|i| Entry::put(i % 7, i as i64, i + 1, vec![1; 8])).collect());
+    let sim = SimFs::new();
+    build(&sim, Arc::new(sim.clone()), Path::new("/m.sst"), &entries, 128);
+    let cache = Arc::new(BlockCache::new(1 << 20));
+    let table = Table::open_with(&sim, Path::new("/m.sst"), cache, ReadMode::Mmap).unwrap();
+    assert_eq!(table.read_mode(), ReadMode::Pread);
+    check_against_model(&table, &entries, &probes_for(&entries, &[]));
 }
 
 #[test]
