@@ -175,11 +175,8 @@ impl UserRevIter {
         }
         self.next_block -= 1;
         let block = self.table.block(self.next_block)?;
-        self.pos = match self.hi.checked_add(1) {
-            Some(after) => block.lower_bound(self.user, after),
-            None => block.user_range(self.user).end.max(block.lower_bound(self.user, i64::MAX)),
-        };
-        self.first = block.lower_bound(self.user, self.lo);
+        let span = block.user_span(self.user, self.lo, self.hi);
+        (self.first, self.pos) = (span.start, span.end);
         self.block = Some(block);
         Ok(())
     }

@@ -84,6 +84,9 @@ struct Inner {
     /// Where the filter and the range deletes start in `meta`.
     filter_at: usize,
     rangedel_at: usize,
+    /// Smallest and largest user of the table (from the first and last index entries),
+    /// kept so that the user check before the filter decodes nothing.
+    users: (u64, u64),
     cache: Arc<BlockCache>,
 }
 
@@ -129,6 +132,14 @@ impl Table {
             ReadMode::Pread => None,
             ReadMode::Mmap => MappedTable::map(file.as_ref(), &path)?,
         };
+        // The index starts `meta`; check_index below checks every entry.
+        let handle_at =
+            |i: usize| meta.get(i * INDEX_ENTRY_LEN..(i + 1) * INDEX_ENTRY_LEN).and_then(BlockHandle::decode);
+        let last_block = (footer.stats.blocks as usize).saturating_sub(1);
+        let users = match (handle_at(0), handle_at(last_block)) {
+            (Some(first), Some(last)) if footer.stats.blocks > 0 => (first.first.0, last.last.0),
+            _ => (u64::MAX, 0),
+        };
         let inner = Inner {
             path,
             id: NEXT_TABLE_ID.fetch_add(1, Ordering::Relaxed),
@@ -138,6 +149,7 @@ impl Table {
             footer,
             filter_at,
             rangedel_at,
+            users,
             cache,
         };
         let table = Table { inner: Arc::new(inner) };
@@ -236,12 +248,8 @@ impl Table {
     /// Whether the user filter admits `user` (false: the table surely has no entry of it).
     pub fn may_contain_user(&self, user: u64) -> bool {
         let stats = &self.inner.footer.stats;
-        if stats.entries == 0 {
-            return false;
-        }
-        let first = self.block_handle(0).first.0;
-        let last = self.block_handle(self.block_count().saturating_sub(1)).last.0;
-        if user < first || user > last {
+        let (first, last) = self.inner.users;
+        if stats.entries == 0 || user < first || user > last {
             return false;
         }
         self.filter().is_none_or(|filter| filter.may_contain(user))

@@ -341,6 +341,22 @@ fn put_rle(out: &mut Vec<u8>, runs: impl Iterator<Item = (u64, usize)> + Clone) 
     }
 }
 
+/// How many entries at the start of `rest` (sorted) equal `user`, found by galloping
+/// rather than by a second search over the whole block: a cached block is usually cold in
+/// the CPU caches, and a second binary search would repeat the first one's cache misses,
+/// while a run is short and adjacent.
+pub(crate) fn run_len(rest: &[u64], user: u64) -> usize {
+    if rest.first() != Some(&user) {
+        return 0;
+    }
+    let mut bound = 1;
+    while bound < rest.len() && rest[bound] == user {
+        bound *= 2;
+    }
+    let window = rest.get(bound / 2..bound.min(rest.len())).unwrap_or_default();
+    bound / 2 + window.partition_point(|&u| u == user)
+}
+
 /// A decoded block: columns in memory, values un-transposed into one buffer that the entries
 /// share.
 #[derive(Clone, Debug)]
@@ -457,7 +473,18 @@ impl DecodedBlock {
 
     /// The entries of `user`; empty (at the position it would take) if the block has none.
     pub fn user_range(&self, user: u64) -> Range<usize> {
-        self.users.partition_point(|&u| u < user)..self.users.partition_point(|&u| u <= user)
+        let start = self.users.partition_point(|&u| u < user);
+        start..start + run_len(self.users.get(start..).unwrap_or_default(), user)
+    }
+
+    /// The entries of `user` with `lo <= ts <= hi`: one search for the user's run, then
+    /// two within it (a reverse iterator's whole window in a block, found once).
+    pub fn user_span(&self, user: u64, lo: i64, hi: i64) -> Range<usize> {
+        let run = self.user_range(user);
+        let Some(ts) = self.ts.get(run.clone()) else { return run.start..run.start };
+        let first = run.start + ts.partition_point(|&t| t < lo);
+        let end = run.start + ts.partition_point(|&t| t <= hi);
+        first..end.max(first)
     }
 
     /// The first entry whose `(user, ts)` is at or after `(user, ts)`, whatever its seqno.

@@ -415,3 +415,28 @@ fn bit_transposition_round_trips() {
         assert_eq!(r.remaining(), 0);
     }
 }
+
+#[test]
+fn run_len_gallops_to_the_end_of_every_run() {
+    for len in 0..40usize {
+        for run in 0..=len {
+            for at in 0..=(len - run) {
+                // `at` smaller users, `run` copies of 5, then larger users.
+                let users: Vec<u64> = (0..len)
+                    .map(|i| {
+                        if i < at {
+                            1
+                        } else if i < at + run {
+                            5
+                        } else {
+                            9
+                        }
+                    })
+                    .collect();
+                let start = users.partition_point(|&u| u < 5);
+                let want = users.iter().filter(|&&u| u == 5).count();
+                assert_eq!(super::run_len(&users[start..], 5), want, "len {len} run {run} at {at}");
+            }
+        }
+    }
+}
