@@ -58,12 +58,7 @@ impl ReadView {
             return Ok(out);
         }
         let mut merge = Merge::new(self.clone(), user, i64::MIN, i64::MAX, Direction::Backward);
-        while out.len() < n {
-            match merge.next_event() {
-                Some(event) => out.push(event?),
-                None => break,
-            }
-        }
+        merge.fill(n, &mut out)?;
         Ok(out)
     }
 
@@ -395,6 +390,65 @@ impl Merge {
             }
             return Ok(Some(Event { user: self.user, ts, payload: best.value }));
         }
+    }
+
+    /// Appends events to `out` until it holds `n` or the sources run dry.
+    ///
+    /// The fast lane of "latest N": while one source alone is open, no range delete is in
+    /// play and no unopened source can hold its next entry, that source's entries are
+    /// resolved straight from its cursor, without the heap. Once an unopened source comes
+    /// within reach, [`Merge::step`] takes over and opens it.
+    fn fill(&mut self, n: usize, out: &mut Vec<Event>) -> Result<()> {
+        while out.len() < n {
+            while self.must_open_next() {
+                if let Some(candidate) = self.pending.pop() {
+                    self.open(candidate)?;
+                }
+            }
+            if self.heap.len() == 1 && self.range_deletes.is_empty() {
+                let floor = self.pending.last().map(|c| c.max_ts);
+                self.drain_single(floor, n, out)?;
+                continue;
+            }
+            match self.step()? {
+                Some(event) => out.push(event),
+                None => break,
+            }
+        }
+        Ok(())
+    }
+
+    /// Resolves the one open cursor's entries newer than `floor` (the newest ts an
+    /// unopened source may hold) into `out`, up to `n`; see [`Merge::fill`].
+    fn drain_single(&mut self, floor: Option<i64>, n: usize, out: &mut Vec<Event>) -> Result<()> {
+        let Some((_, c)) = self.heap.pop() else { return Ok(()) };
+        let mut head = self.heads[c].take();
+        let mut failure = None;
+        while let Some(entry) = head {
+            if out.len() >= n || floor.is_some_and(|f| entry.ts <= f) {
+                self.heap.push((self.key(entry.ts), c));
+                self.heads[c] = Some(entry);
+                return Ok(());
+            }
+            // In newest-first order a key's versions are adjacent, oldest first.
+            let ts = entry.ts;
+            let mut best: Option<Entry> = None;
+            let mut next = Some(entry);
+            while let Some(version) = next.take_if(|e| e.ts == ts) {
+                if version.seqno <= self.view.seqno && best.as_ref().is_none_or(|b| version.seqno > b.seqno) {
+                    best = Some(version);
+                }
+                next = self.cursors[c].next(&mut failure);
+            }
+            if let Some(err) = failure {
+                return Err(err);
+            }
+            if let Some(best) = best.filter(|b| b.kind == Kind::Put) {
+                out.push(Event { user: self.user, ts, payload: best.value });
+            }
+            head = next;
+        }
+        Ok(())
     }
 
     fn range_deleted(&self, entry: &Entry) -> bool {

@@ -440,3 +440,40 @@ fn run_len_gallops_to_the_end_of_every_run() {
         }
     }
 }
+
+#[test]
+fn lower_bound_u64_matches_partition_point() {
+    let mut x = 0x9e37_79b9_7f4a_7c15u64;
+    let mut next = || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    for len in [0usize, 1, 2, 15, 16, 17, 50, 400, 1000] {
+        for shape in 0..4 {
+            let mut values: Vec<u64> = (0..len)
+                .map(|i| match shape {
+                    0 => next(),     // spread over u64
+                    1 => next() % 8, // long runs
+                    2 => {
+                        if i < len / 2 {
+                            i as u64
+                        } else {
+                            u64::MAX - (len - i) as u64
+                        }
+                    } // skewed
+                    _ => (i as u64) * 3, // dense
+                })
+                .collect();
+            values.sort_unstable();
+            let mut targets: Vec<u64> = values.clone();
+            targets.extend([0, 1, u64::MAX, u64::MAX - 1, next(), next()]);
+            targets.extend(values.iter().map(|v| v.wrapping_add(1)));
+            for t in targets {
+                let want = values.partition_point(|&v| v < t);
+                assert_eq!(super::lower_bound_u64(&values, t), want, "len {len} shape {shape} target {t}");
+            }
+        }
+    }
+}
