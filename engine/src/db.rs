@@ -22,12 +22,12 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use parking_lot::{Condvar, Mutex, RwLock};
-use strata_sstable::{BlockCache, Kind};
+use strata_sstable::{BlockCache, Kind, Table, TableBuilder, TableMeta};
 use strata_vfs::{FileSystem, LockGuard, OsFs};
 use strata_wal::{Batch, Op, Wal, MAX_BATCH_BYTES};
 
 use crate::flush::{flush, FlushContext};
-use crate::manifest::{Edit, ManifestWriter};
+use crate::manifest::{Edit, ManifestWriter, TableRecord};
 use crate::memtable::{Memtable, Point};
 use crate::open::fresh_manifest;
 use crate::options::partition_bounds;
@@ -87,6 +87,11 @@ pub(crate) struct Inner {
     pub snapshots: Mutex<std::collections::BTreeMap<u64, usize>>,
     pub counters: Counters,
     pub lock: Mutex<Option<LockGuard>>,
+    /// The next unused file number, shared by flushes and compactions; every edit that
+    /// adds tables records it in the manifest.
+    pub next_file: AtomicU64,
+    /// Serializes `compact()` calls.
+    pub compaction: Mutex<()>,
 }
 
 impl Db {
@@ -196,11 +201,15 @@ impl Db {
         self.inner.flush_all()
     }
 
-    /// Flushes, then drops the partitions that retention has expired. (Merging tables is
-    /// the compaction crate's job and runs here once it lands.)
+    /// Flushes, drops the partitions that retention has expired, then merges every
+    /// partition of two or more tables into one table (every version and tombstone kept:
+    /// dropping what no reader can see comes with the compaction planner of issue #6).
+    /// Readers are never blocked: a merged table replaces its inputs by one manifest edit,
+    /// and the inputs' files go when the last reader lets go of them.
     pub fn compact(&self) -> Result<()> {
         self.flush()?;
-        self.inner.enforce_retention()
+        self.inner.enforce_retention()?;
+        self.inner.merge_partitions()
     }
 
     /// Makes every write so far durable, as if each had been written with `sync = true`.
@@ -463,11 +472,11 @@ impl Inner {
             table_options: &self.options.table,
             cache: &self.cache,
         };
-        let flushed = flush(&ctx, imm, &version, version.state.next_file_number)?;
+        let flushed = flush(&ctx, imm, &version, &self.next_file)?;
         let persisted = imm.max_seqno().max(version.state.persisted_seqno);
         let mut edit = flushed.edit;
         edit.persisted_seqno = Some(persisted);
-        self.install(&edit, flushed.tables, Some(imm))?;
+        self.install(edit, flushed.tables, Some(imm))?;
         let c = &self.counters;
         c.flushes.fetch_add(1, Ordering::Relaxed);
         c.events_flushed.fetch_add(flushed.events, Ordering::Relaxed);
@@ -486,14 +495,28 @@ impl Inner {
     /// edit is durable.
     fn install(
         &self,
-        edit: &Edit,
+        mut edit: Edit,
         tables: Vec<Arc<TableFile>>,
         flushed: Option<&Arc<Memtable>>,
     ) -> Result<()> {
         let mut manifest = self.manifest.lock();
         let old = Arc::clone(&self.current.read().version);
-        let version = Arc::new(old.apply(edit, tables)?);
-        manifest.append(edit)?;
+        // A retention drop and a compaction may race for the same tables; under the
+        // manifest lock the later edit sees what the earlier one removed. A compaction
+        // whose inputs are gone is given up (its output would bring them back); a retention
+        // drop removes what is still there.
+        if edit.removed.iter().any(|n| !old.tables.contains_key(n)) {
+            if !edit.added.is_empty() {
+                tables.iter().for_each(|t| t.retire_now());
+                return Ok(());
+            }
+            edit.removed.retain(|n| old.tables.contains_key(n));
+        }
+        // Under the manifest lock, so the recorded number only moves forward.
+        let next_file = self.next_file.load(Ordering::Relaxed).max(old.state.next_file_number);
+        edit.next_file_number = Some(next_file);
+        let version = Arc::new(old.apply(&edit, tables)?);
+        manifest.append(&edit)?;
         {
             let mut current = self.current.write();
             let imms =
@@ -512,6 +535,56 @@ impl Inner {
             let _ = self.fs.remove(stale.path());
         }
         Ok(())
+    }
+
+    /// Merges each partition that holds two or more tables into one; see [`Db::compact`].
+    /// A partition whose tables a retention drop removed meanwhile is left as it is and the
+    /// merged table is removed ([`Inner::install`]).
+    pub fn merge_partitions(&self) -> Result<()> {
+        let _serial = self.compaction.lock();
+        let version = Arc::clone(&self.current.read().version);
+        let mut by_partition: std::collections::BTreeMap<i64, Vec<Arc<TableFile>>> = Default::default();
+        for table in version.tables.values() {
+            by_partition.entry(table.record.partition).or_default().push(Arc::clone(table));
+        }
+        for (partition, inputs) in by_partition.into_iter().filter(|(_, t)| t.len() > 1) {
+            self.check_writable()?;
+            self.merge_partition(partition, &inputs)?;
+        }
+        Ok(())
+    }
+
+    fn merge_partition(&self, partition: i64, inputs: &[Arc<TableFile>]) -> Result<()> {
+        let number = self.next_file.fetch_add(1, Ordering::Relaxed);
+        let path = self.dir.join(crate::version::table_name(number));
+        let sequence = inputs.iter().all(|t| t.record.sequence);
+        let meta = TableMeta { partition, partition_width: self.options.partition_width, sequence };
+        let mut builder =
+            TableBuilder::create(Arc::clone(&self.fs), &path, self.options.table.clone(), meta)?;
+        let tables: Vec<Table> = inputs.iter().map(|t| t.table.clone()).collect();
+        if let Err(err) = strata_compaction::merge_into(&tables, &mut builder) {
+            // The inputs stay; the partial output is removed (or, if that fails too, left
+            // for the next open, which removes unreferenced files).
+            let _ = builder.abandon();
+            return Err(err.into());
+        }
+        let stats = builder.finish()?;
+        self.counters.table_bytes.fetch_add(stats.file_bytes, Ordering::Relaxed);
+        let record = TableRecord {
+            number,
+            partition,
+            sequence,
+            file_bytes: stats.file_bytes,
+            entries: stats.entries,
+            min_ts: stats.min_ts,
+            max_ts: stats.max_ts,
+            min_seqno: stats.min_seqno,
+            max_seqno: stats.max_seqno,
+        };
+        let output = TableFile::open(&self.fs, &self.dir, record.clone(), &self.cache)?;
+        let removed: Vec<u64> = inputs.iter().map(|t| t.record.number).collect();
+        let edit = Edit { added: vec![record], removed, ..Edit::default() };
+        self.install(edit, vec![output], None)
     }
 
     /// Drops, by one manifest edit and without reading them, the partitions whose every
@@ -535,7 +608,7 @@ impl Inner {
             .map(|t| t.record.number)
             .collect();
         let edit = Edit { removed, dropped_partitions: expired.clone(), ..Edit::default() };
-        self.install(&edit, Vec::new(), None)?;
+        self.install(edit, Vec::new(), None)?;
         self.counters.partitions_dropped.fetch_add(expired.len() as u64, Ordering::Relaxed);
         Ok(())
     }

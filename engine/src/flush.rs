@@ -16,6 +16,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use strata_sstable::{table_order, BlockCache, Entry, Kind, TableBuilder, TableMeta, TableOptions};
@@ -53,7 +54,8 @@ pub(crate) struct FlushContext<'a> {
 /// The open builders of one flush, keyed by (partition, sequence).
 struct Builders<'a> {
     ctx: &'a FlushContext<'a>,
-    next_file: u64,
+    /// The database's file-number allocator (shared with compaction).
+    next_file: &'a AtomicU64,
     open: BTreeMap<(i64, bool), (u64, TableBuilder)>,
 }
 
@@ -61,8 +63,7 @@ impl Builders<'_> {
     fn add(&mut self, partition: i64, sequence: bool, entry: &Entry) -> Result<()> {
         let key = (partition, sequence);
         if !self.open.contains_key(&key) {
-            let number = self.next_file;
-            self.next_file += 1;
+            let number = self.next_file.fetch_add(1, Ordering::Relaxed);
             let meta = TableMeta { partition, partition_width: self.ctx.width.unsigned_abs(), sequence };
             let path = self.ctx.dir.join(table_name(number));
             let builder =
@@ -83,13 +84,13 @@ impl Builders<'_> {
     }
 }
 
-/// Writes `mem` into tables; see the module doc. `next_file` is the first file number
-/// the flush may use; the edit carries the next free one.
+/// Writes `mem` into tables; see the module doc. Table numbers come from `next_file`; the
+/// caller sets the edit's next file number when it installs it.
 pub(crate) fn flush(
     ctx: &FlushContext<'_>,
     mem: &Memtable,
     version: &Version,
-    next_file: u64,
+    next_file: &AtomicU64,
 ) -> Result<Flushed> {
     let mut builders = Builders { ctx, next_file, open: BTreeMap::new() };
     match write_entries(&mut builders, mem, version) {
@@ -257,7 +258,7 @@ static EMPTY: BTreeSet<i64> = BTreeSet::new();
 
 fn finish(builders: Builders<'_>, events: u64, late_events: u64) -> Result<Flushed> {
     let ctx = builders.ctx;
-    let mut edit = Edit { next_file_number: Some(builders.next_file), ..Edit::default() };
+    let mut edit = Edit::default();
     let mut tables = Vec::new();
     let mut bytes = 0;
     let mut open = builders.open.into_iter();

@@ -14,7 +14,7 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, AtomicI64};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64};
 use std::sync::Arc;
 
 use parking_lot::{Condvar, Mutex, RwLock};
@@ -106,6 +106,7 @@ pub(crate) fn open(fs: Arc<dyn FileSystem>, dir: &Path, options: Options) -> Res
     let mem = mems.pop().unwrap_or_default();
     mems.reverse();
     let visible = wal.next_seqno().saturating_sub(1);
+    let next_file = version.state.next_file_number;
 
     let manifest = match (manifest.take(), old_manifest) {
         (Some(fresh), _) => fresh,
@@ -129,6 +130,8 @@ pub(crate) fn open(fs: Arc<dyn FileSystem>, dir: &Path, options: Options) -> Res
         snapshots: Mutex::new(BTreeMap::new()),
         counters: Counters::default(),
         lock: Mutex::new(Some(lock)),
+        next_file: AtomicU64::new(next_file),
+        compaction: Mutex::new(()),
         options,
         fs,
     })

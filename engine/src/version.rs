@@ -71,6 +71,14 @@ impl TableFile {
     }
 }
 
+impl TableFile {
+    /// Marks this table's file for removal once its last holder lets go: for a table that
+    /// never made it into a version.
+    pub fn retire_now(&self) {
+        self.obsolete.store(true, Ordering::Release);
+    }
+}
+
 impl Drop for TableFile {
     fn drop(&mut self) {
         if self.obsolete.load(Ordering::Acquire) {

@@ -131,20 +131,60 @@ enum Write {
 
 #[derive(Clone, Debug)]
 enum Op {
-    Put { user: u64, ts: i64, payload: Vec<u8> },
-    Batch { writes: Vec<Write>, sync: bool },
-    Delete { user: u64, ts: i64 },
-    DeleteRange { user: u64, range: TsRange },
-    DeleteUser { user: u64 },
-    Get { user: u64, ts: i64 },
-    Latest { user: u64, n: usize },
-    Range { user: u64, range: TsRange },
+    Put {
+        user: u64,
+        ts: i64,
+        payload: Vec<u8>,
+    },
+    Batch {
+        writes: Vec<Write>,
+        sync: bool,
+    },
+    Delete {
+        user: u64,
+        ts: i64,
+    },
+    DeleteRange {
+        user: u64,
+        range: TsRange,
+    },
+    DeleteUser {
+        user: u64,
+    },
+    Get {
+        user: u64,
+        ts: i64,
+    },
+    Latest {
+        user: u64,
+        n: usize,
+    },
+    Range {
+        user: u64,
+        range: TsRange,
+    },
     TakeSnapshot,
-    SnapshotGet { index: Index, user: u64, ts: i64 },
-    SnapshotLatest { index: Index, user: u64, n: usize },
-    SnapshotRange { index: Index, user: u64, range: TsRange },
-    DropSnapshot { index: Index },
+    SnapshotGet {
+        index: Index,
+        user: u64,
+        ts: i64,
+    },
+    SnapshotLatest {
+        index: Index,
+        user: u64,
+        n: usize,
+    },
+    SnapshotRange {
+        index: Index,
+        user: u64,
+        range: TsRange,
+    },
+    DropSnapshot {
+        index: Index,
+    },
     Flush,
+    /// `compact()`: flush, then merge every partition's tables into one.
+    Compact,
     Reopen,
     CloseWithoutFlush,
 }
@@ -238,6 +278,7 @@ fn op(keys: Keys) -> impl Strategy<Value = Op> {
             .prop_map(|(index, user, range)| Op::SnapshotRange { index, user, range }),
         1 => any::<Index>().prop_map(|index| Op::DropSnapshot { index }),
         2 => Just(Op::Flush),
+        1 => Just(Op::Compact),
         1 => Just(Op::Reopen),
         1 => Just(Op::CloseWithoutFlush),
     ]
@@ -489,6 +530,7 @@ impl Harness {
                 }
             }
             Op::Flush => self.db().flush().unwrap(),
+            Op::Compact => self.db().compact().unwrap(),
             Op::Reopen => self.reopen(true)?,
             Op::CloseWithoutFlush => self.reopen(false)?,
         }
@@ -562,6 +604,7 @@ fn every_operation_by_hand() {
             sync: false,
         },
         Op::Flush,
+        Op::Compact,
         Op::Delete { user: 2, ts: -8 },
         Op::DeleteRange { user: 0, range: TsRange::After(i64::MAX - 1, i64::MAX) },
         Op::DeleteUser { user: u64::MAX },
