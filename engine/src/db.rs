@@ -206,10 +206,15 @@ impl Db {
     /// dropping what no reader can see comes with the compaction planner of issue #6).
     /// Readers are never blocked: a merged table replaces its inputs by one manifest edit,
     /// and the inputs' files go when the last reader lets go of them.
+    ///
+    /// A failure poisons the database, as a failed flush does: the inputs stay, reads go on,
+    /// and writes are refused until a reopen (which removes the abandoned output).
     pub fn compact(&self) -> Result<()> {
         self.flush()?;
-        self.inner.enforce_retention()?;
-        self.inner.merge_partitions()
+        self.inner
+            .enforce_retention()
+            .and_then(|()| self.inner.merge_partitions())
+            .map_err(|err| self.inner.fail(err))
     }
 
     /// Makes every write so far durable, as if each had been written with `sync = true`.

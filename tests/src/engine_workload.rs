@@ -120,6 +120,8 @@ pub enum Step {
     Flush,
     /// `db.sync_wal()`.
     SyncWal,
+    /// `db.compact()`: flush, retention, and a merge of every partition into one table.
+    Compact,
 }
 
 /// What the model (and a recovered database) holds: `(user, ts) -> payload`.
@@ -271,6 +273,9 @@ impl Workload {
             }
             if (i + 1) % flush_every == 0 && i + 1 < batches {
                 steps.push(Step::Flush);
+            }
+            if i + 1 == batches * 5 / 8 {
+                steps.push(Step::Compact);
             }
         }
         let mut state = State::new();
@@ -502,9 +507,10 @@ pub fn play(db: &Db, workload: &Workload, out: &mut Outcome) {
             }
             Step::Flush => ("flush".to_string(), db.flush()),
             Step::SyncWal => ("sync_wal".to_string(), db.sync_wal()),
+            Step::Compact => ("compact".to_string(), db.compact()),
         };
         match result {
-            Ok(()) if matches!(step, Step::Flush | Step::SyncWal) => out.durable = out.acked,
+            Ok(()) if matches!(step, Step::Flush | Step::SyncWal | Step::Compact) => out.durable = out.acked,
             Ok(()) => {}
             Err(error) => {
                 out.failure = Some(Failure { what, error });
