@@ -36,9 +36,9 @@ use crate::read::{RangeIter, ReadView};
 use crate::version::{SuperVersion, TableFile, Version};
 use crate::{Error, Event, Options, PartitionStats, Result, RetentionClock, Stats, WriteBatch, WriteOptions};
 
-/// How long a writer sleeps per write when the flush falls behind (one immutable memtable
-/// short of the limit and the mutable one half full): long enough to hand the disk to the
-/// flush, short enough to keep ingest moving.
+/// How long a writer sleeps per write when the flush falls behind (the flush queue full and
+/// the mutable memtable half full): long enough to hand the machine to the flush, short
+/// enough to keep ingest moving.
 const SLOWDOWN: Duration = Duration::from_micros(200);
 
 /// An open database. `Send + Sync`: share it by reference or `Arc`.
@@ -374,17 +374,23 @@ impl Inner {
     /// Slows or holds a writer while the flush is behind; see [`SLOWDOWN`].
     fn throttle(&self) -> Result<()> {
         let max = self.options.max_immutable_memtables;
+        let limit = self.options.memtable_bytes;
         let (imms, mem_bytes) = {
             let sv = self.current.read();
             (sv.imms.len(), sv.mem.approximate_bytes())
         };
-        if imms < max {
-            if imms + 1 == max && max > 1 && mem_bytes > self.options.memtable_bytes / 2 {
-                std::thread::sleep(SLOWDOWN);
-                self.count_stall(SLOWDOWN);
-            }
+        // Room while the flush queue has a free slot, or the mutable memtable does.
+        if imms < max || mem_bytes < limit / 2 {
             return Ok(());
         }
+        if mem_bytes < limit {
+            // The queue is full and the last memtable is filling: slow down, handing the
+            // machine to the flush before the wall.
+            std::thread::sleep(SLOWDOWN);
+            self.count_stall(SLOWDOWN);
+            return Ok(());
+        }
+        // Every memtable is full: wait for the flush to free a slot.
         let start = Instant::now();
         let mut queue = self.queue.lock();
         let result = loop {
@@ -412,6 +418,13 @@ impl Inner {
         let _log = self.log.write();
         let mut current = self.current.write();
         if full.is_some_and(|m| !Arc::ptr_eq(m, &current.mem)) || current.mem.is_empty() {
+            return;
+        }
+        // A full memtable waits for a free slot in the flush queue, so memory stays within
+        // (1 + max_immutable_memtables) memtables; writers wait in `throttle` meanwhile, and
+        // the first write after the flush frees a slot rotates it. (An explicit flush does
+        // not wait: it may take the queue one over.)
+        if full.is_some() && current.imms.len() >= self.options.max_immutable_memtables {
             return;
         }
         let mut imms = Vec::with_capacity(current.imms.len() + 1);

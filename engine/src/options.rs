@@ -33,8 +33,9 @@ pub struct Options {
     /// A memtable becomes immutable and is flushed once it holds about this many bytes
     /// (default 64 MiB).
     pub memtable_bytes: usize,
-    /// Immutable memtables waiting for flush (default 2). At this count writers wait for a
-    /// flush; one below it they are slowed.
+    /// Immutable memtables waiting for flush (default 2). With the queue full, writers are
+    /// slowed once the mutable memtable is half full, and wait for a flush once it is full;
+    /// so memtables take at most `(1 + max_immutable_memtables) * memtable_bytes`.
     pub max_immutable_memtables: usize,
     /// Budget of the decoded-block cache (default 256 MiB).
     pub block_cache_bytes: usize,
