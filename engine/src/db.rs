@@ -27,13 +27,13 @@ use strata_vfs::{FileSystem, LockGuard, OsFs};
 use strata_wal::{Batch, Op, Wal, MAX_BATCH_BYTES};
 
 use crate::flush::{flush, FlushContext};
-use crate::manifest::{Edit, ManifestWriter, TableRecord};
+use crate::manifest::{Edit, ManifestWriter};
 use crate::memtable::{Memtable, Point};
 use crate::open::fresh_manifest;
 use crate::options::partition_bounds;
 use crate::publish::Publisher;
 use crate::read::{RangeIter, ReadView};
-use crate::version::{SuperVersion, TableFile, Version};
+use crate::version::{table_record, SuperVersion, TableFile, Version};
 use crate::{Error, Event, Options, PartitionStats, Result, RetentionClock, Stats, WriteBatch, WriteOptions};
 
 /// How long a writer sleeps per write when the flush falls behind (the flush queue full and
@@ -588,17 +588,7 @@ impl Inner {
         }
         let stats = builder.finish()?;
         self.counters.table_bytes.fetch_add(stats.file_bytes, Ordering::Relaxed);
-        let record = TableRecord {
-            number,
-            partition,
-            sequence,
-            file_bytes: stats.file_bytes,
-            entries: stats.entries,
-            min_ts: stats.min_ts,
-            max_ts: stats.max_ts,
-            min_seqno: stats.min_seqno,
-            max_seqno: stats.max_seqno,
-        };
+        let record = table_record(number, partition, sequence, &stats);
         let output = TableFile::open(&self.fs, &self.dir, record.clone(), &self.cache)?;
         let removed: Vec<u64> = inputs.iter().map(|t| t.record.number).collect();
         let edit = Edit { added: vec![record], removed, ..Edit::default() };

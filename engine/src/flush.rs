@@ -22,10 +22,10 @@ use std::sync::Arc;
 use strata_sstable::{table_order, BlockCache, Entry, Kind, TableBuilder, TableMeta, TableOptions};
 use strata_vfs::FileSystem;
 
-use crate::manifest::{Edit, TableRecord};
+use crate::manifest::Edit;
 use crate::memtable::Memtable;
 use crate::options::{partition_bounds, partition_of};
-use crate::version::{table_name, TableFile, Version};
+use crate::version::{table_name, table_record, TableFile, Version};
 use crate::Result;
 
 /// What a flush made.
@@ -273,17 +273,7 @@ fn finish(builders: Builders<'_>, events: u64, late_events: u64) -> Result<Flush
             }
         };
         bytes += stats.file_bytes;
-        let record = TableRecord {
-            number,
-            partition,
-            sequence,
-            file_bytes: stats.file_bytes,
-            entries: stats.entries,
-            min_ts: stats.min_ts,
-            max_ts: stats.max_ts,
-            min_seqno: stats.min_seqno,
-            max_seqno: stats.max_seqno,
-        };
+        let record = table_record(number, partition, sequence, &stats);
         if sequence {
             edit.watermarks.push((partition, stats.max_ts));
         }

@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use strata_sstable::{BlockCache, Table};
+use strata_sstable::{BlockCache, Table, TableStats};
 use strata_vfs::FileSystem;
 
 use crate::manifest::{Edit, ManifestState, TableRecord};
@@ -35,6 +35,21 @@ pub(crate) fn parse_table_name(name: &str) -> Option<u64> {
         return None;
     }
     digits.parse().ok()
+}
+
+/// What the manifest records of table `number`, built with `stats`.
+pub(crate) fn table_record(number: u64, partition: i64, sequence: bool, stats: &TableStats) -> TableRecord {
+    TableRecord {
+        number,
+        partition,
+        sequence,
+        file_bytes: stats.file_bytes,
+        entries: stats.entries,
+        min_ts: stats.min_ts,
+        max_ts: stats.max_ts,
+        min_seqno: stats.min_seqno,
+        max_seqno: stats.max_seqno,
+    }
 }
 
 /// An open table of the database.
