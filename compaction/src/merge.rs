@@ -84,7 +84,12 @@ mod tests {
                 let entry = match i % 11 {
                     0 => Entry::delete(user, i % 50, seqno),
                     1 => Entry::range_delete(user, i % 50, i % 50 + 3, seqno),
-                    _ => Entry::put(user, i % 50, seqno, vec![u8::try_from(t).unwrap(); usize::try_from(i % 9).unwrap()]),
+                    _ => Entry::put(
+                        user,
+                        i % 50,
+                        seqno,
+                        vec![u8::try_from(t).unwrap(); usize::try_from(i % 9).unwrap()],
+                    ),
                 };
                 seqno += 1;
                 entries.push(entry);
