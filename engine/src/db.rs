@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use parking_lot::{Condvar, Mutex, RwLock};
-use strata_sstable::{BlockCache, Kind, Table, TableBuilder, TableMeta};
+use strata_sstable::{BlockCache, Kind, Table, TableBuilder, TableMeta, TableOptions};
 use strata_vfs::{FileSystem, LockGuard, OsFs};
 use strata_wal::{Batch, Op, Wal, MAX_BATCH_BYTES};
 
@@ -483,11 +483,13 @@ impl Inner {
 
     fn flush_one(&self, imm: &Arc<Memtable>) -> Result<()> {
         let version = Arc::clone(&self.current.read().version);
+        let flush_options =
+            TableOptions { compression: self.options.flush_compression, ..self.options.table.clone() };
         let ctx = FlushContext {
             fs: &self.fs,
             dir: &self.dir,
             width: self.options.width(),
-            table_options: &self.options.table,
+            table_options: &flush_options,
             cache: &self.cache,
         };
         let flushed = flush(&ctx, imm, &version, &self.next_file)?;
