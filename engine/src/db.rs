@@ -92,6 +92,8 @@ pub(crate) struct Inner {
     pub next_file: AtomicU64,
     /// Serializes `compact()` calls.
     pub compaction: Mutex<()>,
+    /// Serializes retention passes.
+    pub retention: Mutex<()>,
 }
 
 impl Db {
@@ -603,6 +605,9 @@ impl Inner {
         if self.options.retention.is_none() {
             return Ok(());
         }
+        // The flush thread and `compact` both run this: one at a time, so the second sees
+        // what the first dropped.
+        let _serial = self.retention.lock();
         let cutoff = self.cutoff();
         let width = self.options.width();
         let version = Arc::clone(&self.current.read().version);

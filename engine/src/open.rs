@@ -132,6 +132,7 @@ pub(crate) fn open(fs: Arc<dyn FileSystem>, dir: &Path, options: Options) -> Res
         lock: Mutex::new(Some(lock)),
         next_file: AtomicU64::new(next_file),
         compaction: Mutex::new(()),
+        retention: Mutex::new(()),
         options,
         fs,
     })
