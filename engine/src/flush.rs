@@ -107,16 +107,12 @@ pub(crate) fn flush(
 }
 
 /// The partitions a range delete may need to reach: those with tables or memtable data.
-fn live_partitions(mem: &Memtable, version: &Version, width: i64) -> Result<BTreeSet<i64>> {
+fn live_partitions(mem: &Memtable, version: &Version, width: i64) -> BTreeSet<i64> {
     let mut partitions = version.partitions();
-    for user in mem.users() {
-        mem.with_user(user, |entries, _| {
-            for entry in entries {
-                partitions.insert(partition_of(entry.ts, width));
-            }
-        });
-    }
-    Ok(partitions)
+    mem.for_each_ts(|ts| {
+        partitions.insert(partition_of(ts, width));
+    });
+    partitions
 }
 
 /// Entries routed per step: enough to look ahead across many small users.
@@ -240,7 +236,7 @@ fn write_entries(
             router.write(builders, &window)?;
             window.clear();
             if partitions.is_none() {
-                partitions = Some(live_partitions(mem, version, width)?);
+                partitions = Some(live_partitions(mem, version, width));
             }
             let partitions = partitions.as_ref().map_or(&EMPTY, |p| p);
             router.write_with_range_deletes(builders, mine, &deletes, partitions)?;

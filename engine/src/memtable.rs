@@ -516,9 +516,20 @@ impl Memtable {
         deletes.extend(run.range_deletes.iter().cloned());
     }
 
+    /// Calls `f` with the timestamp of every put and point delete, in no order: what a
+    /// flush needs to know which partitions hold data, without building entries.
+    pub fn for_each_ts(&self, mut f: impl FnMut(i64)) {
+        for shard in self.shards.iter() {
+            for run in shard.0.read().values() {
+                run.entries.iter().for_each(|slot| f(slot.ts));
+            }
+        }
+    }
+
     /// Calls `f` with the user's entries (table order) and range deletes; `None` (and `f`
-    /// not called) if the user is absent. `f` runs under the shard's read lock, so it must
+    /// not called) if the user is absent. (Tests; the flush uses [`Memtable::user_entries`].) `f` runs under the shard's read lock, so it must
     /// not insert into this memtable.
+    #[cfg(test)]
     pub fn with_user<R>(&self, user: u64, f: impl FnOnce(&[Entry], &[Entry]) -> R) -> Option<R> {
         let shard = self.shard(user).read();
         let run = shard.get(&user)?;

@@ -365,13 +365,19 @@ impl Merge {
         self.step().transpose()
     }
 
+    /// Opens every unopened source that may hold an entry at or beyond the heap's top.
+    fn open_reachable(&mut self) -> Result<()> {
+        while self.must_open_next() {
+            if let Some(candidate) = self.pending.pop() {
+                self.open(candidate)?;
+            }
+        }
+        Ok(())
+    }
+
     fn step(&mut self) -> Result<Option<Event>> {
         loop {
-            while self.must_open_next() {
-                if let Some(candidate) = self.pending.pop() {
-                    self.open(candidate)?;
-                }
-            }
+            self.open_reachable()?;
             let Some(first) = self.pop()? else { return Ok(None) };
             let ts = first.ts;
             // Every version at `ts` is at the top now: gather them and keep the newest
@@ -400,11 +406,7 @@ impl Merge {
     /// within reach, [`Merge::step`] takes over and opens it.
     fn fill(&mut self, n: usize, out: &mut Vec<Event>) -> Result<()> {
         while out.len() < n {
-            while self.must_open_next() {
-                if let Some(candidate) = self.pending.pop() {
-                    self.open(candidate)?;
-                }
-            }
+            self.open_reachable()?;
             if self.heap.len() == 1 && self.range_deletes.is_empty() {
                 let floor = self.pending.last().map(|c| c.max_ts);
                 self.drain_single(floor, n, out)?;
