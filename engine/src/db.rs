@@ -569,11 +569,26 @@ impl Inner {
         for table in version.tables.values() {
             by_partition.entry(table.record.partition).or_default().push(Arc::clone(table));
         }
-        for (partition, inputs) in by_partition.into_iter().filter(|(_, t)| t.len() > 1) {
+        for (partition, inputs) in by_partition {
+            if !self.worth_merging(&inputs)? {
+                continue;
+            }
             self.check_writable()?;
             self.merge_partition(partition, &inputs)?;
         }
         Ok(())
+    }
+
+    /// Whether merging a partition's `tables` changes anything: several tables become one,
+    /// and a lone table written by a flush without compression (`Options::flush_compression`)
+    /// gets the table options' compression, which is what "settled" means for its size.
+    fn worth_merging(&self, tables: &[Arc<TableFile>]) -> Result<bool> {
+        match tables {
+            [] => Ok(false),
+            [only] => Ok(self.options.table.compression != strata_sstable::block::Compression::None
+                && !only.table.first_block_compressed()?),
+            _ => Ok(true),
+        }
     }
 
     fn merge_partition(&self, partition: i64, inputs: &[Arc<TableFile>]) -> Result<()> {

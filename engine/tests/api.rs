@@ -608,6 +608,36 @@ fn wal_replay_into_smaller_memtables_keeps_every_event() {
     check(&db, 7_000, "reopened");
 }
 
+/// Flushes write tables uncompressed (`Options::flush_compression`); `compact()` is the
+/// settle step, so a partition left as one flushed table is rewritten compressed too, and a
+/// second `compact()` finds nothing left to do.
+#[test]
+fn compact_compresses_a_partition_of_one_flushed_table() {
+    let dir = tempfile::tempdir().unwrap();
+    let options = Options { memtable_bytes: 8 << 20, ..Options::default() };
+    let db = Db::open(dir.path(), options).unwrap();
+    let mut batch = WriteBatch::new();
+    for i in 0..20_000i64 {
+        batch.put((i % 50) as u64, 1_000_000 + i, &[0u8; 64]);
+    }
+    db.write(&batch, &WriteOptions::default()).unwrap();
+    db.flush().unwrap();
+    let bytes = |db: &Db| db.stats().partitions.iter().map(|p| p.bytes).sum::<u64>();
+    let tables =
+        |db: &Db| db.stats().partitions.iter().map(|p| p.sequence_tables + p.unsequence_tables).sum::<u64>();
+    assert_eq!(tables(&db), 1);
+    let flushed = bytes(&db);
+    db.compact().unwrap();
+    let compacted = bytes(&db);
+    assert_eq!(tables(&db), 1);
+    assert!(compacted * 3 < flushed, "compact left the flushed table uncompressed: {flushed} -> {compacted}");
+    let flushes = db.stats().flushes;
+    db.compact().unwrap();
+    assert_eq!(bytes(&db), compacted, "a second compact rewrote a settled table");
+    assert_eq!(db.stats().flushes, flushes);
+    assert_eq!(db.latest(7, 3).unwrap().len(), 3);
+}
+
 // ---- regressions -----------------------------------------------------------------------
 
 /// Retention measured by event time: one event, a tombstone (written by `tombstone`) at a

@@ -268,25 +268,44 @@ impl Table {
         self.inner.cache.get_or_insert_with(key, || self.load_block(&handle))
     }
 
-    fn load_block(&self, handle: &BlockHandle) -> Result<(DecodedBlock, usize)> {
+    /// Whether the first data block is stored compressed (read and checksummed, not
+    /// decoded). A table built with `Compression::None` never has a compressed block, so
+    /// this tells a flushed table from a compacted one; a compacted table whose first block
+    /// did not compress also answers `false`. An empty table answers `true`: there is
+    /// nothing to compress.
+    pub fn first_block_compressed(&self) -> Result<bool> {
+        if self.block_count() == 0 {
+            return Ok(true);
+        }
+        let handle = self.block_handle(0);
+        let raw = self.read_raw_block(&handle)?;
+        Ok(raw.first().is_some_and(|&codec| codec != crate::block::CODEC_NONE))
+    }
+
+    /// The on-disk bytes of a block, checksum verified.
+    fn read_raw_block(&self, handle: &BlockHandle) -> Result<std::borrow::Cow<'_, [u8]>> {
         let len = handle.len as usize;
-        let read;
         let raw = match &self.inner.map {
-            Some(map) => map
-                .get(handle.offset, len)
-                .ok_or_else(|| self.corruption(handle.offset, "block past the end of the file"))?,
+            Some(map) => std::borrow::Cow::Borrowed(
+                map.get(handle.offset, len)
+                    .ok_or_else(|| self.corruption(handle.offset, "block past the end of the file"))?,
+            ),
             None => {
                 // Bounded by the file: open checked that every block lies inside the data.
                 let mut buf = vec![0u8; len];
                 self.inner.file.read_at(handle.offset, &mut buf)?;
-                read = buf;
-                &read[..]
+                std::borrow::Cow::Owned(buf)
             }
         };
-        if xxh3_64(raw) != handle.checksum {
+        if xxh3_64(&raw) != handle.checksum {
             return Err(self.corruption(handle.offset, "block checksum mismatch"));
         }
-        let block = DecodedBlock::decode(raw).map_err(|reason| self.corruption(handle.offset, reason))?;
+        Ok(raw)
+    }
+
+    fn load_block(&self, handle: &BlockHandle) -> Result<(DecodedBlock, usize)> {
+        let raw = self.read_raw_block(handle)?;
+        let block = DecodedBlock::decode(&raw).map_err(|reason| self.corruption(handle.offset, reason))?;
         let first = block.user(0).zip(block.ts(0));
         let last = block.len().checked_sub(1).and_then(|i| block.user(i).zip(block.ts(i)));
         if block.len() != handle.entry_count as usize

@@ -43,3 +43,25 @@ fn the_worked_example_of_the_format_doc_is_what_the_builder_writes() {
     }
     assert_eq!(got.trim(), EXAMPLE_HEX.trim(), "the table format changed: update docs/format/sstable.md");
 }
+
+/// `first_block_compressed` reads the codec byte the format doc describes: 0 for a table
+/// built without compression, 1 for a compressible block built with zstd.
+#[test]
+fn first_block_compressed_reads_the_codec() {
+    let fs = SimFs::new();
+    let cache = Arc::new(BlockCache::new(1 << 20));
+    for (name, compression, want) in
+        [("/raw.sst", Compression::None, false), ("/zstd.sst", Compression::Zstd(1), true)]
+    {
+        let path = Path::new(name);
+        let options = TableOptions { compression, ..TableOptions::default() };
+        let meta = TableMeta { partition: 0, partition_width: 86_400_000_000, sequence: true };
+        let mut builder = TableBuilder::create(Arc::new(fs.clone()), path, options, meta).unwrap();
+        for i in 0..1_000 {
+            builder.add(&Entry::put(1, i, 1, vec![0u8; 64])).unwrap();
+        }
+        builder.finish().unwrap();
+        let table = Table::open(&fs, path, Arc::clone(&cache)).unwrap();
+        assert_eq!(table.first_block_compressed().unwrap(), want, "{name}");
+    }
+}

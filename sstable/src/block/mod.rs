@@ -79,7 +79,7 @@ pub const HEADER_LEN: usize = 9;
 /// as a row store would hold them.
 pub const ENTRY_OVERHEAD: usize = 25;
 
-const CODEC_NONE: u8 = 0;
+pub(crate) const CODEC_NONE: u8 = 0;
 const CODEC_ZSTD: u8 = 1;
 const FLAG_TRANSPOSED: u8 = 1;
 const FLAG_TS_DOD: u8 = 2;
