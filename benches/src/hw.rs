@@ -4,7 +4,8 @@
 //!
 //! Each loop writes to a fresh file (a file that grows, as a WAL segment does, so that the
 //! fdatasync also pays for the size update exactly like the WAL's) and removes it afterwards.
-//! Only the write loop itself is timed.
+//! Only the write loop itself is timed. [`measure_limits`] adds fsync latency and memcpy
+//! bandwidth: the limits `strata-bench run` prints beside its results.
 
 use std::fs::File;
 use std::io::Write;
@@ -114,6 +115,50 @@ pub fn plain_write_fdatasync_loop(dir: &Path, chunk_bytes: usize, chunks: u64) -
     let elapsed = start.elapsed();
     scratch.remove()?;
     Ok(SyncWriteLoop { bytes: (chunk_bytes as u64) * chunks, elapsed, op_latencies })
+}
+
+/// Bytes per second of `memcpy` (`copy_from_slice`) between two `bytes`-long buffers, the
+/// best of `rounds` copies (the best is the hardware's figure; the others met noise).
+pub fn memcpy_bandwidth(bytes: usize, rounds: u32) -> f64 {
+    let src = chunk_data(bytes);
+    let mut dst = vec![0u8; bytes];
+    // Touch the destination once so the first round does not pay its page faults.
+    dst.copy_from_slice(&src);
+    let mut best = Duration::MAX;
+    for _ in 0..rounds.max(1) {
+        let start = Instant::now();
+        dst.copy_from_slice(std::hint::black_box(&src));
+        std::hint::black_box(&mut dst);
+        best = best.min(start.elapsed());
+    }
+    per_sec(bytes as f64, best)
+}
+
+/// The hardware limits `strata-bench run` prints beside its results, measured in the same
+/// run in the directory the engines use.
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct HardwareLimits {
+    /// Sequential write bandwidth with an fdatasync after every 4 MiB, bytes/s.
+    pub seq_write_fdatasync_bytes_per_sec: f64,
+    /// Latency of a 4 KiB append + fdatasync: median, µs.
+    pub fsync_p50_us: f64,
+    /// Latency of a 4 KiB append + fdatasync: 99th percentile, µs.
+    pub fsync_p99_us: f64,
+    /// memcpy bandwidth, bytes/s.
+    pub memcpy_bytes_per_sec: f64,
+}
+
+/// Measures [`HardwareLimits`] in `dir`: `seq_mib` MiB written in 4 MiB chunks each
+/// fdatasynced, `fsyncs` 4 KiB appends each fdatasynced, and a 256 MiB memcpy.
+pub fn measure_limits(dir: &Path, seq_mib: u64, fsyncs: u64) -> Result<HardwareLimits> {
+    let seq = plain_write_fdatasync_loop(dir, 4 << 20, (seq_mib / 4).max(1))?;
+    let small = plain_write_fdatasync_loop(dir, 4096, fsyncs.max(1))?;
+    Ok(HardwareLimits {
+        seq_write_fdatasync_bytes_per_sec: seq.bytes_per_sec(),
+        fsync_p50_us: small.latency_quantile(0.5).as_secs_f64() * 1e6,
+        fsync_p99_us: small.latency_quantile(0.99).as_secs_f64() * 1e6,
+        memcpy_bytes_per_sec: memcpy_bandwidth(256 << 20, 5),
+    })
 }
 
 /// Non-zero, non-repeating-looking bytes, so that no layer can shortcut zero pages.

@@ -7,10 +7,22 @@
 //! - [`wal_append`]: pre-built batches appended to a WAL on the real file system, timed.
 //! - [`sstable_data`]: standard-workload events as SSTable entries, a timed table build, the
 //!   byte split of a table, and the query users.
+//! - [`peers`]: strata, RocksDB and fjall behind one small interface, with equal budgets.
+//! - [`runner`]: the phases of the standard workload against one engine, and the results
+//!   schema.
+//! - [`plots`]: the SVG charts of a run.
+//! - [`import`]: a real interaction log (MovieLens, CSV) read into events, with the model
+//!   that `strata-bench import --verify` checks every answer against.
+//! - [`measure`]: latency histograms, the process's disk writes and peak memory.
 
 #![forbid(unsafe_code)]
 
 pub mod hw;
+pub mod import;
+pub mod measure;
+pub mod peers;
+pub mod plots;
+pub mod runner;
 pub mod sstable_data;
 pub mod wal_append;
 pub mod workload;
@@ -45,6 +57,51 @@ pub enum Error {
     /// Data read back differs from what was written.
     #[error("verification failed: {0}")]
     Mismatch(String),
+    /// A peer engine failed.
+    #[error("{engine}: {message}")]
+    Peer {
+        /// Which engine.
+        engine: &'static str,
+        /// Its error, as it words it.
+        message: String,
+    },
+    /// A bad command-line argument or combination of arguments.
+    #[error("invalid argument: {0}")]
+    Usage(String),
+    /// A results file, or a child process's report, failed to encode or decode.
+    #[error("{what}: {source}")]
+    Json {
+        /// What was being encoded or decoded.
+        what: String,
+        /// The serde_json error.
+        source: serde_json::Error,
+    },
+    /// A chart failed to draw.
+    #[error("chart {path}: {message}")]
+    Plot {
+        /// The chart's file.
+        path: PathBuf,
+        /// The drawing error.
+        message: String,
+    },
+    /// A child process of `strata-bench run` failed.
+    #[error("child process for {engine}: {message}")]
+    Child {
+        /// The engine the child ran.
+        engine: String,
+        /// What went wrong.
+        message: String,
+    },
+    /// An input file of `strata-bench import` is malformed.
+    #[error("{path}:{line}: {message}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// 1-based line number.
+        line: u64,
+        /// What is wrong with the line.
+        message: String,
+    },
 }
 
 impl Error {

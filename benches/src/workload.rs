@@ -15,7 +15,7 @@ pub const PAYLOAD_FIELDS_LEN: usize = 36;
 pub const KEY_BYTES: usize = 16;
 
 /// The parameters of the workload. [`WorkloadConfig::default`] is the standard workload.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct WorkloadConfig {
     /// Distinct users (Zipf ranks).
     pub users: u64,

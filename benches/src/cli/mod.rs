@@ -3,6 +3,8 @@
 
 mod demo;
 mod engine;
+mod import;
+mod run;
 mod sstable;
 mod wal;
 
@@ -32,6 +34,15 @@ enum Command {
     /// Measure the embedded engine (`strata::Db`): ingest, close and reopen, "latest 100"
     /// on settled data, and peak memory, against the goals of issue #4.
     Engine(engine::EngineArgs),
+    /// Load a real interaction log (MovieLens u.data/.inter or CSV) into strata, then answer latest and
+    /// range queries and report the same figures as `run`.
+    Import(import::ImportArgs),
+    /// Run the standard workload against strata and its peers (RocksDB, fjall), each in its
+    /// own process, and print the figures side by side with strata's ratios.
+    Run(Box<run::RunArgs>),
+    /// One engine's phases of `run`, reported as JSON on stdout (used by `run`).
+    #[command(hide = true)]
+    RunChild(run::ChildArgs),
 }
 
 /// Runs the parsed command.
@@ -41,6 +52,9 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Wal(args) => wal::run(&args),
         Command::Sstable(args) => sstable::run(&args),
         Command::Engine(args) => engine::run(&args),
+        Command::Import(args) => import::run(&args),
+        Command::Run(args) => run::run(&args),
+        Command::RunChild(args) => run::run_child_command(&args),
     }
 }
 
