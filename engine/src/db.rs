@@ -258,6 +258,12 @@ impl Db {
         };
         let wal = self.inner.log.write().take();
         let synced = match wal {
+            // Everything is in tables, durably named by the manifest: the log holds nothing
+            // the next open needs, so it goes, and that open reads no log at all.
+            Some(wal) if flushed.is_ok() => {
+                let persisted = self.inner.current.read().version.state.persisted_seqno;
+                wal.close_released(persisted).map(drop).map_err(Error::from)
+            }
             Some(wal) => wal.close().map_err(Error::from),
             None => Ok(()),
         };

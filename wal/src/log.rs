@@ -223,6 +223,30 @@ impl Wal {
         self.sync()
     }
 
+    /// Like [`Wal::close`], then, if every appended batch is at or below `persisted` (durable
+    /// elsewhere, as after a database's final flush), removes every segment, the active one
+    /// included, and syncs the directory. The next open then starts a fresh segment at
+    /// `persisted + 1` instead of reading a log that holds nothing it needs. Returns how
+    /// many segments were removed (0 when some batch is above `persisted`).
+    pub fn close_released(self, persisted: u64) -> Result<usize> {
+        let next = self.next_seqno();
+        let fs = Arc::clone(&self.fs);
+        let dir = self.dir.clone();
+        let segments = Arc::clone(&self.segments);
+        self.close()?;
+        if persisted.saturating_add(1) < next {
+            return Ok(0);
+        }
+        let list: Vec<u64> = std::mem::take(&mut *segments.list.lock());
+        for &seqno in &list {
+            fs.remove(&segment_path(&dir, seqno))?;
+        }
+        if !list.is_empty() {
+            fs.sync_dir(&dir)?;
+        }
+        Ok(list.len())
+    }
+
     fn stop_syncer(&mut self) {
         if let Some(syncer) = self.syncer.take() {
             // A send error means the thread already stopped (the log was poisoned).

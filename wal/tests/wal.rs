@@ -83,6 +83,31 @@ fn segments_rotate_at_the_size_limit_and_release_removes_persisted_ones() {
     assert_eq!(firsts, (21..=39).step_by(2).collect::<Vec<_>>());
 }
 
+/// `close_released` removes every segment, the active one too, only when everything
+/// appended is persisted elsewhere, durably (a power cut right after keeps it removed); the
+/// next open starts at `persisted + 1`.
+#[test]
+fn close_released_removes_the_whole_log_only_when_everything_is_persisted() {
+    let fs = SimFs::new();
+    let options = WalOptions { segment_bytes: 300, ..WalOptions::default() };
+    let (wal, _) = open(&fs, options.clone()).unwrap();
+    for tag in 0..10 {
+        wal.append(&batch(tag, 2), false).unwrap();
+    }
+    // Seqnos 1..=20 appended; 19 persisted is not all of them: nothing goes.
+    assert_eq!(wal.close_released(19).unwrap(), 0);
+    let (wal, recovery) = Wal::open(Arc::new(fs.clone()), DIR, options.clone(), 19).unwrap();
+    assert_eq!(recovery.batches.len(), 1, "the batch above the persisted seqno is kept");
+    let removed = wal.close_released(20).unwrap();
+    assert!(removed >= 1);
+    fs.crash(CrashMode::DurableOnly);
+    assert!(fs.paths().iter().all(|p| !p.to_string_lossy().ends_with(".wal")), "{:?}", fs.paths());
+    let (wal, recovery) = Wal::open(Arc::new(fs.clone()), DIR, options, 20).unwrap();
+    assert!(recovery.batches.is_empty());
+    assert_eq!(wal.next_seqno(), 21);
+    assert_eq!(wal.append(&batch(99, 1), true).unwrap(), 21);
+}
+
 #[test]
 fn a_torn_final_record_is_cut_off_and_reported() {
     let mut saw_partial = false;
