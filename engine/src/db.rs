@@ -302,6 +302,20 @@ impl std::fmt::Debug for Db {
     }
 }
 
+/// Adds `nice` to the calling thread's nice value (Linux: a thread's own priority), so that
+/// background work yields the CPU to reads and writes. Best effort: a refusal (a sandbox
+/// forbidding it) leaves the thread as it was, which is only slower for readers.
+fn lower_cpu_priority(nice: i32) {
+    #[cfg(target_os = "linux")]
+    if nice > 0 {
+        let tid = rustix::thread::gettid();
+        let current = rustix::process::getpriority_process(Some(tid)).unwrap_or(0);
+        let _ = rustix::process::setpriority_process(Some(tid), current.saturating_add(nice).min(19));
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = nice;
+}
+
 /// Inserts `batch`, whose first op has seqno `first`, into `mem`. The payloads share one
 /// copy of the batch's bytes. Returns the newest ts among its puts (`i64::MIN` if none).
 pub(crate) fn apply(mem: &Memtable, batch: &Batch, first: u64) -> i64 {
@@ -466,6 +480,7 @@ impl Inner {
     /// The flush thread: flushes the oldest immutable memtable until shutdown. After a
     /// failure it poisons the database and stops.
     fn run_flusher(&self) {
+        lower_cpu_priority(self.options.background_nice);
         loop {
             let imm = {
                 let mut queue = self.queue.lock();

@@ -160,10 +160,12 @@ fn empty_range_yields_and_deletes_nothing() {
 fn contradictory_options_are_refused_by_name_before_touching_the_disk() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("db");
-    let cases: [(&str, Options); 3] = [
+    let cases: [(&str, Options); 5] = [
         ("partition_width", Options { partition_width: 0, ..small() }),
         ("memtable_bytes", Options { memtable_bytes: 0, ..small() }),
         ("max_immutable_memtables", Options { max_immutable_memtables: 0, ..small() }),
+        ("background_nice", Options { background_nice: -1, ..small() }),
+        ("background_nice", Options { background_nice: 20, ..small() }),
     ];
     for (name, options) in cases {
         assert_invalid(&err(Db::open(&path, options)), name);
@@ -713,4 +715,38 @@ fn a_crash_during_creation_leaves_an_openable_directory() {
             break;
         }
     }
+}
+
+/// The flush thread runs at the configured lower CPU priority (Linux: its own nice value,
+/// read from /proc), and the database works the same with the option off.
+#[cfg(target_os = "linux")]
+#[test]
+fn the_flush_thread_runs_at_the_background_nice_value() {
+    // Other tests of this process run their own flush threads: collect every one's value.
+    let flusher_nices = || -> Vec<i64> {
+        let mut nices = Vec::new();
+        for task in std::fs::read_dir("/proc/self/task").unwrap().flatten() {
+            let task = task.path();
+            let Ok(name) = std::fs::read_to_string(task.join("comm")) else { continue };
+            let Ok(stat) = std::fs::read_to_string(task.join("stat")) else { continue };
+            if name.trim() == "strata-flush" {
+                // The nice value is the 17th field after the ")" that ends the name.
+                let after = stat.rsplit_once(')').unwrap().1;
+                nices.push(after.split_whitespace().nth(16).unwrap().parse().unwrap());
+            }
+        }
+        nices
+    };
+    let own_nice = {
+        let stat = std::fs::read_to_string("/proc/thread-self/stat").unwrap();
+        stat.rsplit_once(')').unwrap().1.split_whitespace().nth(16).unwrap().parse::<i64>().unwrap()
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let db = Db::open(dir.path(), Options { background_nice: 7, ..small() }).unwrap();
+    db.put(1, 1, b"x").unwrap();
+    db.flush().unwrap();
+    // A process already at a high nice value is capped at 19.
+    let nices = flusher_nices();
+    assert!(nices.contains(&(own_nice + 7).min(19)), "{nices:?}");
+    db.close().unwrap();
 }

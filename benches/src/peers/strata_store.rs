@@ -79,6 +79,6 @@ pub(super) fn settings(budget: Budget) -> Vec<(&'static str, String)> {
         ("WAL", "on; sync per batch only in the fsync phase".into()),
         ("compaction", "compact(): each time partition merged into one table".into()),
         ("settle", "compact()".into()),
-        ("background threads", "1 flush thread".into()),
+        ("background threads", format!("1 flush thread at nice +{}", options.background_nice)),
     ]
 }
