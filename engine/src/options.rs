@@ -44,7 +44,12 @@ pub struct Options {
     pub retention: Option<Duration>,
     /// What retention measures against (default the newest event time).
     pub retention_clock: RetentionClock,
-    /// How new tables are built (block size, compression, filter bits).
+    /// How new tables are built (block size, compression, filter bits). The default is
+    /// the table crate's, with 8 KiB blocks instead of 32 KiB: a user's newest events lie
+    /// in one block per time partition, and a cold query decodes whole blocks, so smaller
+    /// blocks cost less per miss. Measured on the standard workload's 20M events
+    /// (`strata-bench run`): latest-100 at 10.6k / 21.0k / 28.5k queries/s and p99 606 /
+    /// 293 / 202 µs with 32 / 16 / 8 KiB blocks, for 23.7 / 24.2 / 24.9 bytes/event.
     pub table: TableOptions,
     /// Compression of the tables a flush writes (default none). The column layout alone
     /// takes a flushed table to about 22.7 bytes/event; zstd saves another 5% at twice the
@@ -78,7 +83,7 @@ impl Default for Options {
             block_cache_bytes: 256 << 20,
             retention: None,
             retention_clock: RetentionClock::EventTime,
-            table: TableOptions::default(),
+            table: TableOptions { block_bytes: 8 << 10, ..TableOptions::default() },
             flush_compression: Compression::None,
             wal_segment_bytes: 64 << 20,
             wal_sync_interval: None,
