@@ -600,14 +600,16 @@ impl Inner {
         Ok(())
     }
 
-    /// Whether merging a partition's `tables` changes anything: several tables become one,
-    /// and a lone table written by a flush without compression (`Options::flush_compression`)
-    /// gets the table options' compression, which is what "settled" means for its size.
+    /// Whether merging a partition's `tables` changes anything: several tables become one;
+    /// a lone table that still carries seqnos (a flush's, or a merge's under a snapshot) may
+    /// hold versions and deletes the settled merge drops; and a lone table written without
+    /// compression (`Options::flush_compression`) gets the table options' compression.
     fn worth_merging(&self, tables: &[Arc<TableFile>]) -> Result<bool> {
         match tables {
             [] => Ok(false),
-            [only] => Ok(self.options.table.compression != strata_sstable::block::Compression::None
-                && !only.table.first_block_compressed()?),
+            [only] => Ok(only.record.max_seqno > 0
+                || (self.options.table.compression != strata_sstable::block::Compression::None
+                    && !only.table.first_block_compressed()?)),
             _ => Ok(true),
         }
     }
@@ -620,7 +622,17 @@ impl Inner {
         let mut builder =
             TableBuilder::create(Arc::clone(&self.fs), &path, self.options.table.clone(), meta)?;
         let tables: Vec<Table> = inputs.iter().map(|t| t.table.clone()).collect();
-        if let Err(err) = strata_compaction::merge_into(&tables, &mut builder) {
+        // The inputs are every table of the partition. With no live snapshot, nothing can
+        // read an older state than their newest versions, so the settled merge may drop
+        // the rest and zero the seqnos; a snapshot taken from now on sees at least every
+        // input seqno, hence the same newest versions.
+        let settled = self.snapshots.lock().is_empty();
+        let merged = if settled {
+            strata_compaction::merge_settled(&tables, &mut builder)
+        } else {
+            strata_compaction::merge_into(&tables, &mut builder)
+        };
+        if let Err(err) = merged {
             // The inputs stay; the partial output is removed (or, if that fails too, left
             // for the next open, which removes unreferenced files).
             let _ = builder.abandon();
