@@ -138,6 +138,21 @@ mod tests {
         Table::open(fs.as_ref(), &path, Arc::new(BlockCache::new(1 << 20))).unwrap()
     }
 
+    /// Runs `merge` over `tables` into a fresh table; returns its count and its entries.
+    fn run_merge(
+        fs: &Arc<dyn FileSystem>,
+        tables: &[Table],
+        merge: fn(&[Table], &mut TableBuilder) -> Result<u64>,
+    ) -> (u64, Vec<Entry>) {
+        let out = std::path::Path::new("/t/out.sst");
+        let mut builder =
+            TableBuilder::create(Arc::clone(fs), out, TableOptions::default(), TableMeta::default()).unwrap();
+        let written = merge(tables, &mut builder).unwrap();
+        builder.finish().unwrap();
+        let merged = Table::open(fs.as_ref(), out, Arc::new(BlockCache::new(1 << 20))).unwrap();
+        (written, merged.iter().map(|e| e.unwrap()).collect())
+    }
+
     #[test]
     fn the_merge_is_the_sorted_union_of_its_inputs() {
         let fs: Arc<dyn FileSystem> = Arc::new(SimFs::new());
@@ -164,15 +179,9 @@ mod tests {
             all.extend(entries.iter().cloned());
             tables.push(build(&fs, &format!("in{t}.sst"), entries));
         }
-        let out = std::path::Path::new("/t/out.sst");
-        let mut builder =
-            TableBuilder::create(Arc::clone(&fs), out, TableOptions::default(), TableMeta::default())
-                .unwrap();
-        assert_eq!(merge_into(&tables, &mut builder).unwrap(), all.len() as u64);
-        builder.finish().unwrap();
-        let merged = Table::open(fs.as_ref(), out, Arc::new(BlockCache::new(1 << 20))).unwrap();
+        let (written, got) = run_merge(&fs, &tables, merge_into);
+        assert_eq!(written, all.len() as u64);
         all.sort_by(table_order);
-        let got: Vec<Entry> = merged.iter().map(|e| e.unwrap()).collect();
         assert_eq!(got, all);
     }
 
@@ -200,14 +209,7 @@ mod tests {
             all.extend(entries.iter().cloned());
             tables.push(build(&fs, &format!("s{t}.sst"), entries));
         }
-        let out = std::path::Path::new("/t/settled.sst");
-        let mut builder =
-            TableBuilder::create(Arc::clone(&fs), out, TableOptions::default(), TableMeta::default())
-                .unwrap();
-        let written = merge_settled(&tables, &mut builder).unwrap();
-        builder.finish().unwrap();
-        let merged = Table::open(fs.as_ref(), out, Arc::new(BlockCache::new(1 << 20))).unwrap();
-        let got: Vec<Entry> = merged.iter().map(|e| e.unwrap()).collect();
+        let (written, got) = run_merge(&fs, &tables, merge_settled);
 
         let mut newest: std::collections::BTreeMap<(u64, i64), &Entry> = Default::default();
         for e in all.iter().filter(|e| e.kind != Kind::RangeDelete) {

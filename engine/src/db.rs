@@ -632,19 +632,27 @@ impl Inner {
         } else {
             strata_compaction::merge_into(&tables, &mut builder)
         };
-        if let Err(err) = merged {
-            // The inputs stay; the partial output is removed (or, if that fails too, left
-            // for the next open, which removes unreferenced files).
-            let _ = builder.abandon();
-            return Err(err.into());
-        }
-        let stats = builder.finish()?;
-        self.counters.table_bytes.fetch_add(stats.file_bytes, Ordering::Relaxed);
-        let record = table_record(number, partition, sequence, &stats);
-        let output = TableFile::open(&self.fs, &self.dir, record.clone(), &self.cache)?;
         let removed: Vec<u64> = inputs.iter().map(|t| t.record.number).collect();
-        let edit = Edit { added: vec![record], removed, ..Edit::default() };
-        self.install(edit, vec![output], None)
+        match merged {
+            Err(err) => {
+                // The inputs stay; the partial output is removed (or, if that fails too,
+                // left for the next open, which removes unreferenced files).
+                let _ = builder.abandon();
+                Err(err.into())
+            }
+            // Everything was deleted: the partition goes without an empty table.
+            Ok(0) if settled => {
+                builder.abandon()?;
+                self.install(Edit { removed, ..Edit::default() }, Vec::new(), None)
+            }
+            Ok(_) => {
+                let stats = builder.finish()?;
+                self.counters.table_bytes.fetch_add(stats.file_bytes, Ordering::Relaxed);
+                let record = table_record(number, partition, sequence, &stats);
+                let output = TableFile::open(&self.fs, &self.dir, record.clone(), &self.cache)?;
+                self.install(Edit { added: vec![record], removed, ..Edit::default() }, vec![output], None)
+            }
+        }
     }
 
     /// Drops, by one manifest edit and without reading them, the partitions whose every

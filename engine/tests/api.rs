@@ -800,3 +800,29 @@ fn compact_purges_erased_and_overwritten_payloads_from_disk() {
     let db = Db::open(dir.path(), Options::default()).unwrap();
     check(&db);
 }
+
+/// A partition whose every event is deleted settles to no table at all, not an empty one,
+/// and the database reopens with the events still gone.
+#[test]
+fn compact_drops_a_partition_whose_events_are_all_deleted() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = Db::open(dir.path(), small()).unwrap();
+    for ts in 0..20 {
+        db.put(5, ts, b"gone").unwrap();
+    }
+    db.put(6, 5_000, b"other partition").unwrap();
+    db.flush().unwrap();
+    db.delete_user(5).unwrap();
+    db.compact().unwrap();
+    let tables = |db: &Db| -> u64 {
+        db.stats().partitions.iter().map(|p| p.sequence_tables + p.unsequence_tables).sum()
+    };
+    assert_eq!(tables(&db), 1, "{:?}", db.stats().partitions);
+    assert!(db.latest(5, 10).unwrap().is_empty());
+    db.close().unwrap();
+    drop(db);
+    let db = Db::open(dir.path(), small()).unwrap();
+    assert!(db.latest(5, 10).unwrap().is_empty());
+    assert_eq!(db.latest(6, 10).unwrap().len(), 1);
+    assert_eq!(tables(&db), 1);
+}

@@ -319,21 +319,23 @@ pub fn run(args: &RunArgs) -> Result<()> {
         series: reports.iter().map(|r| r.series.clone()).collect(),
     };
     let mut out = std::io::stdout().lock();
-    print_report(&mut out, &file).map_err(|e| Error::io("write", Path::new("<stdout>"), e))?;
+    print_report(&mut out, &file).map_err(stdout_err)?;
     if let Some(path) = &args.json {
         let text = serde_json::to_string_pretty(&file)
             .map_err(|source| Error::Json { what: "results".into(), source })?;
         std::fs::write(path, text + "\n").map_err(|e| Error::io("write", path, e))?;
-        writeln!(out, "results written to {}", path.display())
-            .map_err(|e| Error::io("write", Path::new("<stdout>"), e))?;
+        writeln!(out, "results written to {}", path.display()).map_err(stdout_err)?;
     }
     if let Some(dir) = &args.plot {
         for path in plots::write_charts(dir, &file.series)? {
-            writeln!(out, "chart written to {}", path.display())
-                .map_err(|e| Error::io("write", Path::new("<stdout>"), e))?;
+            writeln!(out, "chart written to {}", path.display()).map_err(stdout_err)?;
         }
     }
     Ok(())
+}
+
+fn stdout_err(e: std::io::Error) -> Error {
+    Error::io("write", Path::new("<stdout>"), e)
 }
 
 /// Runs one engine in a child process and returns its report.

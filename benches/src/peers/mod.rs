@@ -135,13 +135,11 @@ impl EventBatch {
 
     /// The events as `(user, ts, payload)`.
     pub fn iter(&self) -> impl Iterator<Item = (u64, i64, &[u8])> + '_ {
-        let len = self.payload_len.max(1);
-        let payloads: Box<dyn Iterator<Item = &[u8]>> = if self.payload_len == 0 {
-            Box::new(std::iter::repeat(&[][..]))
-        } else {
-            Box::new(self.payloads.chunks_exact(len))
-        };
-        self.users.iter().zip(&self.ts).zip(payloads).map(|((&user, &ts), payload)| (user, ts, payload))
+        let len = self.payload_len;
+        self.users.iter().zip(&self.ts).enumerate().map(move |(i, (&user, &ts))| {
+            // `push` keeps `payloads` at exactly `len` bytes per event.
+            (user, ts, self.payloads.get(i * len..(i + 1) * len).unwrap_or_default())
+        })
     }
 }
 
