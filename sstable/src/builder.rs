@@ -106,6 +106,7 @@ impl TableBuilder {
             partition: meta.partition,
             partition_width: meta.partition_width,
             sequence: meta.sequence,
+            compressed: options.compression != Compression::None,
             ..TableStats::default()
         };
         Ok(TableBuilder {

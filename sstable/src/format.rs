@@ -33,7 +33,8 @@
 //!                                     88 partition i64
 //!                                     96 partition_width u64
 //!                                    104 block_count u32
-//!                                    108 flags u32 (bit 0: sequence table)
+//!                                    108 flags u32 (bit 0: sequence table,
+//!                                                   bit 1: built compressed)
 //!                                    112 range_deletes u64
 //!                                    120 reserved u64 = 0
 //!                                    128 version u32 = 1
@@ -152,6 +153,10 @@ pub struct TableStats {
     pub partition_width: u64,
     /// A time-ordered sequence table (`true`) or one of late, unsequence data.
     pub sequence: bool,
+    /// Built with a compressing codec. Its blocks are compressed where that saves bytes; a
+    /// block that would not shrink is stored raw, so the blocks alone cannot tell. Tables
+    /// of an older build have the bit clear.
+    pub compressed: bool,
     /// Data blocks.
     pub blocks: u32,
     /// File size in bytes.
@@ -195,7 +200,8 @@ impl Footer {
         out.extend_from_slice(&s.partition.to_le_bytes());
         out.extend_from_slice(&s.partition_width.to_le_bytes());
         out.extend_from_slice(&s.blocks.to_le_bytes());
-        out.extend_from_slice(&u32::from(s.sequence).to_le_bytes());
+        let flags = u32::from(s.sequence) | (u32::from(s.compressed) << 1);
+        out.extend_from_slice(&flags.to_le_bytes());
         out.extend_from_slice(&s.range_deletes.to_le_bytes());
         out.extend_from_slice(&0u64.to_le_bytes());
         out.extend_from_slice(&TABLE_VERSION.to_le_bytes());
@@ -280,6 +286,7 @@ impl Footer {
             partition_width: u64_at(footer, 96),
             blocks: u32_at(footer, 104),
             sequence: u32_at(footer, 108) & 1 == 1,
+            compressed: u32_at(footer, 108) & 2 == 2,
             range_deletes: u64_at(footer, 112),
             file_bytes: file_len,
         };
@@ -327,6 +334,7 @@ mod tests {
                 partition: 19_675,
                 partition_width: 86_400_000_000,
                 sequence: true,
+                compressed: true,
                 blocks: 1,
                 file_bytes: 334,
             },
