@@ -1,18 +1,23 @@
-//! strata's compaction: merging a partition's tables into fewer, larger ones.
+//! strata's compaction: turning a time partition's chain of small flushed tables into few
+//! large, user-clustered ones, and dropping what no reader can see any more.
 //!
-//! Today it holds the executor's core, the k-way merge of tables ([`merge_into`], which
-//! keeps everything, and [`merge_settled`], which keeps each key's newest live version
-//! with seqno 0), which the engine's `compact()` uses to merge each partition into one
-//! table. The sequence-aware
-//! planner (a pure function from a snapshot of the partition catalogue to a plan), the
-//! retention rules between merge and builder, and the scheduling arrive with the
-//! compaction issue (#6).
+//! - [`plan()`]: the planner, a pure function from a snapshot of the partition catalogue
+//!   ([`Catalogue`]) to the next piece of work ([`Plan`]): drop expired partitions, move
+//!   an unsequence table into the sequence chain, or merge tables.
+//! - [`compact`]: the executor of a merge: a k-way merge of the input tables, then the
+//!   [`Rules`] (versions and tombstones by seqno, retention, the per-user cap), then the
+//!   table builder, cutting outputs at user boundaries by size.
+//!
+//! Scheduling (threads, rate limit, debt) belongs to the engine, which calls both.
 
 #![forbid(unsafe_code)]
 
 mod merge;
+pub mod plan;
+mod rules;
 
-pub use merge::{merge_into, merge_settled};
+pub use plan::{debt, plan, plan_full, Catalogue, Merge, MergeKind, Plan, Policy, TableInfo};
+pub use rules::{compact, Compacted, Hooks, Rules};
 
 /// The one error type of compaction: a table failed to read or to build.
 pub type CompactionError = strata_sstable::SstError;

@@ -10,6 +10,9 @@
 //! 3. `current`: the pinned read state; held only to clone or swap an `Arc`, so reads never
 //!    wait on a flush, a compaction or an fsync.
 //!
+//! Apart from those, the compactor's state is taken before `snapshots` (the planner's
+//! catalogue needs both), and neither is held across I/O or while taking the locks above.
+//!
 //! The flush thread takes the oldest immutable memtable, writes its tables, appends the
 //! edit to the manifest (durable), swaps the new version in, and only then releases the
 //! WAL segments the memtable covered.
@@ -22,10 +25,11 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use parking_lot::{Condvar, Mutex, RwLock};
-use strata_sstable::{BlockCache, Kind, Table, TableBuilder, TableMeta, TableOptions};
+use strata_sstable::{BlockCache, Kind, TableOptions};
 use strata_vfs::{FileSystem, LockGuard, OsFs};
 use strata_wal::{Batch, Op, Wal, MAX_BATCH_BYTES};
 
+use crate::compactor::Compactor;
 use crate::flush::{flush, FlushContext};
 use crate::manifest::{Edit, ManifestWriter};
 use crate::memtable::{Memtable, Point};
@@ -33,7 +37,7 @@ use crate::open::fresh_manifest;
 use crate::options::partition_bounds;
 use crate::publish::Publisher;
 use crate::read::{RangeIter, ReadView};
-use crate::version::{table_record, SuperVersion, TableFile, Version};
+use crate::version::{SuperVersion, TableFile, Version};
 use crate::{Error, Event, Options, PartitionStats, Result, RetentionClock, Stats, WriteBatch, WriteOptions};
 
 /// How long a writer sleeps per write when the flush falls behind (the flush queue full and
@@ -45,6 +49,7 @@ const SLOWDOWN: Duration = Duration::from_micros(200);
 pub struct Db {
     pub(crate) inner: Arc<Inner>,
     flusher: Mutex<Option<JoinHandle<()>>>,
+    compactors: Mutex<Vec<JoinHandle<()>>>,
 }
 
 /// Counters since open.
@@ -57,6 +62,8 @@ pub(crate) struct Counters {
     pub manifest_bytes_retired: AtomicU64,
     pub stall_micros: AtomicU64,
     pub partitions_dropped: AtomicU64,
+    /// Raw bytes given to `write` (16 bytes of key plus the payload per put).
+    pub ingested_bytes: AtomicU64,
 }
 
 /// Flush thread coordination.
@@ -90,8 +97,8 @@ pub(crate) struct Inner {
     /// The next unused file number, shared by flushes and compactions; every edit that
     /// adds tables records it in the manifest.
     pub next_file: AtomicU64,
-    /// Serializes `compact()` calls.
-    pub compaction: Mutex<()>,
+    /// The compaction threads' shared state, rate limit, debt and counters.
+    pub compactor: Compactor,
     /// Serializes retention passes.
     pub retention: Mutex<()>,
 }
@@ -113,7 +120,24 @@ impl Db {
                 .spawn(move || inner.run_flusher())
                 .map_err(|err| Error::Internal(format!("cannot start the flush thread: {err}")))?
         };
-        let db = Db { inner, flusher: Mutex::new(Some(flusher)) };
+        let mut compactors = Vec::with_capacity(inner.options.compaction_threads);
+        for i in 0..inner.options.compaction_threads {
+            let worker = Arc::clone(&inner);
+            let spawned = std::thread::Builder::new()
+                .name(format!("strata-compact-{i}"))
+                .spawn(move || worker.run_compactor());
+            match spawned {
+                Ok(handle) => compactors.push(handle),
+                Err(err) => {
+                    let db =
+                        Db { inner, flusher: Mutex::new(Some(flusher)), compactors: Mutex::new(compactors) };
+                    drop(db);
+                    return Err(Error::Internal(format!("cannot start a compaction thread: {err}")));
+                }
+            }
+        }
+        let db = Db { inner, flusher: Mutex::new(Some(flusher)), compactors: Mutex::new(compactors) };
+        db.inner.refresh_debt();
         // Memtables rebuilt from the WAL go to the flush thread at once.
         db.inner.work.notify_one();
         Ok(db)
@@ -152,8 +176,9 @@ impl Db {
             let wal = log.as_ref().ok_or(Error::Closed)?;
             let first = wal.append(&batch.inner, options.sync).map_err(|err| self.inner.fail(err.into()))?;
             let mem = Arc::clone(&self.inner.current.read().mem);
-            let newest = apply(&mem, &batch.inner, first);
+            let (newest, raw_bytes) = apply(&mem, &batch.inner, first);
             self.inner.newest_ts.fetch_max(newest, Ordering::Relaxed);
+            self.inner.counters.ingested_bytes.fetch_add(raw_bytes, Ordering::Relaxed);
             (first, mem)
         };
         self.inner.visible.publish(first, first + u64::from(batch.inner.len()) - 1);
@@ -204,10 +229,12 @@ impl Db {
     }
 
     /// Flushes, drops the partitions that retention has expired, then merges every
-    /// partition of two or more tables into one table (every version and tombstone kept:
-    /// dropping what no reader can see comes with the compaction planner of issue #6).
-    /// Readers are never blocked: a merged table replaces its inputs by one manifest edit,
-    /// and the inputs' files go when the last reader lets go of them.
+    /// partition that is not yet one compacted run into one (`strata_compaction::plan_full`):
+    /// each key's newest version survives, plus what a live snapshot still sees; deletes,
+    /// erased and expired events and events past the per-user cap are purged from the disk.
+    /// It waits for partitions a background compaction is working on. Readers are never
+    /// blocked: the merged tables replace their inputs by one manifest edit, and the inputs'
+    /// files go when the last reader lets go of them.
     ///
     /// A failure poisons the database, as a failed flush does: the inputs stay, reads go on,
     /// and writes are refused until a reopen (which removes the abandoned output).
@@ -215,7 +242,7 @@ impl Db {
         self.flush()?;
         self.inner
             .enforce_retention()
-            .and_then(|()| self.inner.merge_partitions())
+            .and_then(|()| self.inner.compact_all())
             .map_err(|err| self.inner.fail(err))
     }
 
@@ -276,10 +303,15 @@ impl Db {
         Ok(self.inner.view())
     }
 
+    /// Stops the flush and compaction threads (each finishes the piece of work it is in).
     fn stop_flusher(&self) {
         self.inner.queue.lock().shutdown = true;
         self.inner.work.notify_all();
+        self.inner.compactor.shutdown();
         if let Some(handle) = self.flusher.lock().take() {
+            let _ = handle.join();
+        }
+        for handle in self.compactors.lock().drain(..) {
             let _ = handle.join();
         }
     }
@@ -305,7 +337,7 @@ impl std::fmt::Debug for Db {
 /// Adds `nice` to the calling thread's nice value (Linux: a thread's own priority), so that
 /// background work yields the CPU to reads and writes. Best effort: a refusal (a sandbox
 /// forbidding it) leaves the thread as it was, which is only slower for readers.
-fn lower_cpu_priority(nice: i32) {
+pub(crate) fn lower_cpu_priority(nice: i32) {
     #[cfg(target_os = "linux")]
     if nice > 0 {
         let tid = rustix::thread::gettid();
@@ -317,11 +349,13 @@ fn lower_cpu_priority(nice: i32) {
 }
 
 /// Inserts `batch`, whose first op has seqno `first`, into `mem`. The payloads share one
-/// copy of the batch's bytes. Returns the newest ts among its puts (`i64::MIN` if none).
-pub(crate) fn apply(mem: &Memtable, batch: &Batch, first: u64) -> i64 {
+/// copy of the batch's bytes. Returns the newest ts among its puts (`i64::MIN` if none) and
+/// the raw bytes of its puts (16 bytes of key plus the payload each).
+pub(crate) fn apply(mem: &Memtable, batch: &Batch, first: u64) -> (i64, u64) {
     let encoded = batch.as_bytes();
     let base = encoded.as_ptr() as usize;
     let mut newest = i64::MIN;
+    let mut raw_bytes = 0u64;
     let mut points = Vec::with_capacity(batch.len() as usize);
     for (seqno, op) in (first..).zip(batch.iter()) {
         match op {
@@ -333,6 +367,7 @@ pub(crate) fn apply(mem: &Memtable, batch: &Batch, first: u64) -> i64 {
                 let len = u32::try_from(payload.len()).unwrap_or(u32::MAX);
                 points.push(Point { user, ts, seqno, kind: Kind::Put, offset, len });
                 newest = newest.max(ts);
+                raw_bytes += 16 + payload.len() as u64;
             }
             Op::Delete { user, ts } => {
                 points.push(Point { user, ts, seqno, kind: Kind::Delete, offset: 0, len: 0 });
@@ -341,7 +376,7 @@ pub(crate) fn apply(mem: &Memtable, batch: &Batch, first: u64) -> i64 {
         }
     }
     mem.insert_batch(Bytes::copy_from_slice(encoded), &points);
-    newest
+    (newest, raw_bytes)
 }
 
 impl Inner {
@@ -377,7 +412,7 @@ impl Inner {
         // before it was published, so the state read after it holds it.
         let seqno = self.visible.visible();
         let sv = Arc::clone(&self.current.read());
-        ReadView { sv, seqno, cutoff: self.cutoff() }
+        ReadView { sv, seqno, cutoff: self.cutoff(), cap: self.options.max_events_per_user }
     }
 
     /// The oldest visible timestamp under retention.
@@ -402,6 +437,11 @@ impl Inner {
             (sv.imms.len(), sv.mem.approximate_bytes())
         };
         // Room while the flush queue has a free slot, or the mutable memtable does.
+        let debt_delay = self.debt_delay();
+        if !debt_delay.is_zero() {
+            std::thread::sleep(debt_delay);
+            self.count_stall(debt_delay);
+        }
         if imms < max || mem_bytes < limit / 2 {
             return Ok(());
         }
@@ -525,6 +565,8 @@ impl Inner {
         c.events_flushed.fetch_add(flushed.events, Ordering::Relaxed);
         c.late_events.fetch_add(flushed.late_events, Ordering::Relaxed);
         c.table_bytes.fetch_add(flushed.bytes, Ordering::Relaxed);
+        self.refresh_debt();
+        self.compactor.notify();
         // Only now, with the tables durable in the manifest, may the WAL let go.
         let log = self.log.read();
         if let Some(wal) = log.as_ref() {
@@ -536,7 +578,7 @@ impl Inner {
     /// Makes `edit` durable in the manifest, then swaps in the version it describes,
     /// without the memtable `flushed` if given. Removed tables are retired only after the
     /// edit is durable.
-    fn install(
+    pub(crate) fn install(
         &self,
         mut edit: Edit,
         tables: Vec<Arc<TableFile>>,
@@ -567,7 +609,11 @@ impl Inner {
             *current =
                 Arc::new(SuperVersion { mem: Arc::clone(&current.mem), imms, version: Arc::clone(&version) });
         }
-        old.retire(&edit.removed);
+        // A moved table (unsequence to sequence) is removed and added back under its own
+        // number: its file stays.
+        let gone: Vec<u64> =
+            edit.removed.iter().copied().filter(|n| !edit.added.iter().any(|t| t.number == *n)).collect();
+        old.retire(&gone);
         if manifest.file_bytes() > self.options.manifest_rewrite_bytes {
             // A file of that number can only be a leftover of a failed rewrite: CURRENT
             // never named it.
@@ -578,81 +624,6 @@ impl Inner {
             let _ = self.fs.remove(stale.path());
         }
         Ok(())
-    }
-
-    /// Merges each partition that holds two or more tables into one; see [`Db::compact`].
-    /// A partition whose tables a retention drop removed meanwhile is left as it is and the
-    /// merged table is removed ([`Inner::install`]).
-    pub fn merge_partitions(&self) -> Result<()> {
-        let _serial = self.compaction.lock();
-        let version = Arc::clone(&self.current.read().version);
-        let mut by_partition: std::collections::BTreeMap<i64, Vec<Arc<TableFile>>> = Default::default();
-        for table in version.tables.values() {
-            by_partition.entry(table.record.partition).or_default().push(Arc::clone(table));
-        }
-        for (partition, inputs) in by_partition {
-            if !self.worth_merging(&inputs)? {
-                continue;
-            }
-            self.check_writable()?;
-            self.merge_partition(partition, &inputs)?;
-        }
-        Ok(())
-    }
-
-    /// Whether merging a partition's `tables` changes anything: several tables become one;
-    /// a lone table that still carries seqnos (a flush's, or a merge's under a snapshot) may
-    /// hold versions and deletes the settled merge drops; and a lone table written without
-    /// compression (`Options::flush_compression`) gets the table options' compression.
-    fn worth_merging(&self, tables: &[Arc<TableFile>]) -> Result<bool> {
-        match tables {
-            [] => Ok(false),
-            [only] => Ok(only.record.max_seqno > 0
-                || (self.options.table.compression != strata_sstable::block::Compression::None
-                    && !only.table.first_block_compressed()?)),
-            _ => Ok(true),
-        }
-    }
-
-    fn merge_partition(&self, partition: i64, inputs: &[Arc<TableFile>]) -> Result<()> {
-        let number = self.next_file.fetch_add(1, Ordering::Relaxed);
-        let path = self.dir.join(crate::version::table_name(number));
-        let sequence = inputs.iter().all(|t| t.record.sequence);
-        let meta = TableMeta { partition, partition_width: self.options.partition_width, sequence };
-        let mut builder =
-            TableBuilder::create(Arc::clone(&self.fs), &path, self.options.table.clone(), meta)?;
-        let tables: Vec<Table> = inputs.iter().map(|t| t.table.clone()).collect();
-        // The inputs are every table of the partition. With no live snapshot, nothing can
-        // read an older state than their newest versions, so the settled merge may drop
-        // the rest and zero the seqnos; a snapshot taken from now on sees at least every
-        // input seqno, hence the same newest versions.
-        let settled = self.snapshots.lock().is_empty();
-        let merged = if settled {
-            strata_compaction::merge_settled(&tables, &mut builder)
-        } else {
-            strata_compaction::merge_into(&tables, &mut builder)
-        };
-        let removed: Vec<u64> = inputs.iter().map(|t| t.record.number).collect();
-        match merged {
-            Err(err) => {
-                // The inputs stay; the partial output is removed (or, if that fails too,
-                // left for the next open, which removes unreferenced files).
-                let _ = builder.abandon();
-                Err(err.into())
-            }
-            // Everything was deleted: the partition goes without an empty table.
-            Ok(0) if settled => {
-                builder.abandon()?;
-                self.install(Edit { removed, ..Edit::default() }, Vec::new(), None)
-            }
-            Ok(_) => {
-                let stats = builder.finish()?;
-                self.counters.table_bytes.fetch_add(stats.file_bytes, Ordering::Relaxed);
-                let record = table_record(number, partition, sequence, &stats);
-                let output = TableFile::open(&self.fs, &self.dir, record.clone(), &self.cache)?;
-                self.install(Edit { added: vec![record], removed, ..Edit::default() }, vec![output], None)
-            }
-        }
     }
 
     /// Drops, by one manifest edit and without reading them, the partitions whose every
@@ -672,16 +643,13 @@ impl Inner {
         if expired.is_empty() {
             return Ok(());
         }
-        let removed = version
+        let removed: Vec<u64> = version
             .tables
             .values()
             .filter(|t| expired.contains(&t.record.partition))
             .map(|t| t.record.number)
             .collect();
-        let edit = Edit { removed, dropped_partitions: expired.clone(), ..Edit::default() };
-        self.install(edit, Vec::new(), None)?;
-        self.counters.partitions_dropped.fetch_add(expired.len() as u64, Ordering::Relaxed);
-        Ok(())
+        self.drop_partitions(&expired, &removed)
     }
 
     fn stats(&self) -> Stats {
@@ -709,6 +677,13 @@ impl Inner {
         let table_bytes = c.table_bytes.load(Ordering::Relaxed);
         let events_flushed = c.events_flushed.load(Ordering::Relaxed);
         let late_events = c.late_events.load(Ordering::Relaxed);
+        let bytes_written = wal.bytes_written + table_bytes + manifest_bytes;
+        let ingested_bytes = c.ingested_bytes.load(Ordering::Relaxed);
+        let pending_erasures = sv.version.tables.values().map(|t| t.range_deletes()).sum();
+        let space_amplification = space_amplification(&partitions, &sv.version);
+        // Its own statement: the guard must not live on while the compactor's state is
+        // locked below (the compactor takes its state, then the snapshots).
+        let snapshots = self.snapshots.lock().values().map(|&n| n as u64).sum();
         Stats {
             partitions: partitions.into_values().collect(),
             memtable_bytes: sv.memtables().map(|m| m.approximate_bytes() as u64).sum(),
@@ -722,13 +697,65 @@ impl Inner {
             wal_segments: wal.segments,
             table_bytes_written: table_bytes,
             manifest_bytes_written: manifest_bytes,
-            bytes_written: wal.bytes_written + table_bytes + manifest_bytes,
+            bytes_written,
             partitions_dropped: c.partitions_dropped.load(Ordering::Relaxed),
             visible_seqno: self.visible.visible(),
             persisted_seqno: sv.version.state.persisted_seqno,
-            snapshots: self.snapshots.lock().values().map(|&n| n as u64).sum(),
+            snapshots,
             block_cache: self.cache.stats(),
+            ingested_bytes,
+            write_amplification: if ingested_bytes == 0 {
+                0.0
+            } else {
+                bytes_written as f64 / ingested_bytes as f64
+            },
+            space_amplification,
+            compaction: self.compactor.stats(pending_erasures),
         }
+    }
+}
+
+/// Table bytes over an estimate of their fully compacted size; see
+/// [`Stats::space_amplification`]. A partition is taken as compacted when it has no
+/// unsequence table and all its sequence tables overlap in time (one merge's output run).
+fn space_amplification(
+    partitions: &std::collections::BTreeMap<i64, PartitionStats>,
+    version: &Version,
+) -> f64 {
+    let compacted = |p: &PartitionStats| {
+        if p.unsequence_tables > 0 {
+            return false;
+        }
+        let runs: Vec<(i64, i64)> = version
+            .tables
+            .values()
+            .filter(|t| t.record.partition == p.partition)
+            .map(|t| (t.record.min_ts, t.record.max_ts))
+            .collect();
+        runs.iter().all(|a| runs.iter().all(|b| a.0 <= b.1 && b.0 <= a.1))
+    };
+    let (done_bytes, done_events) = partitions
+        .values()
+        .filter(|p| compacted(p))
+        .fold((0u64, 0u64), |(b, e), p| (b + p.bytes, e + p.events));
+    let total: u64 = partitions.values().map(|p| p.bytes).sum();
+    if total == 0 {
+        return 1.0;
+    }
+    let estimate: f64 = partitions
+        .values()
+        .map(|p| {
+            if compacted(p) || done_events == 0 {
+                p.bytes as f64
+            } else {
+                (p.events as f64 * done_bytes as f64 / done_events as f64).min(p.bytes as f64)
+            }
+        })
+        .sum();
+    if estimate <= 0.0 {
+        1.0
+    } else {
+        total as f64 / estimate
     }
 }
 

@@ -9,6 +9,7 @@
 #![forbid(unsafe_code)]
 
 mod batch;
+mod compactor;
 mod db;
 mod error;
 mod flush;
@@ -25,9 +26,11 @@ pub use batch::{Event, WriteBatch};
 pub use db::{Db, Snapshot};
 pub use error::{Error, ErrorKind, Result};
 pub use open::{LOCK_NAME, WAL_DIR};
-pub use options::{Options, RetentionClock, WriteOptions, DAY_MICROS, MAX_PAYLOAD_BYTES};
+pub use options::{
+    CompactionPolicy, Options, RetentionClock, WriteOptions, DAY_MICROS, MAX_DEBT_DELAY, MAX_PAYLOAD_BYTES,
+};
 pub use read::RangeIter;
-pub use stats::{PartitionStats, Stats};
+pub use stats::{CompactionKindStats, CompactionStats, PartitionStats, Stats};
 
 pub use strata_sstable as sstable;
 pub use strata_vfs as vfs;

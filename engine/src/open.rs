@@ -98,7 +98,7 @@ pub(crate) fn open(fs: Arc<dyn FileSystem>, dir: &Path, options: Options) -> Res
     let mut mems = vec![Arc::new(Memtable::new())];
     for batch in &recovery.batches {
         let mem = mems.last().map(Arc::clone).unwrap_or_default();
-        newest_ts = newest_ts.max(apply(&mem, &batch.batch, batch.first_seqno));
+        newest_ts = newest_ts.max(apply(&mem, &batch.batch, batch.first_seqno).0);
         if mem.approximate_bytes() >= options.memtable_bytes {
             mems.push(Arc::new(Memtable::new()));
         }
@@ -131,7 +131,7 @@ pub(crate) fn open(fs: Arc<dyn FileSystem>, dir: &Path, options: Options) -> Res
         counters: Counters::default(),
         lock: Mutex::new(Some(lock)),
         next_file: AtomicU64::new(next_file),
-        compaction: Mutex::new(()),
+        compactor: Default::default(),
         retention: Mutex::new(()),
         options,
         fs,

@@ -72,7 +72,38 @@ pub struct Options {
     /// read's p99 then measures. Writers still cannot outrun the flush: backpressure slows
     /// them when memtables pile up. Linux only; elsewhere it is ignored.
     pub background_nice: i32,
+    /// Background compaction threads (default 1; 0 turns background compaction off, and
+    /// only [`crate::Db::compact`] compacts). Each works on its own partition.
+    pub compaction_threads: usize,
+    /// What compaction plans: output table size, fan-in, tiers (see
+    /// [`strata_compaction::Policy`]).
+    pub compaction_policy: CompactionPolicy,
+    /// Bytes per second compaction may write, over all its threads (default unlimited).
+    /// Reads and writes never wait on compaction; this keeps it from taking the disk.
+    pub compaction_rate_bytes_per_sec: Option<u64>,
+    /// Compaction debt (bytes the planner would still rewrite) above which writers are
+    /// slowed, a little at first (default 1 GiB).
+    pub compaction_debt_soft_bytes: u64,
+    /// Debt at which the slowdown reaches its most, [`MAX_DEBT_DELAY`] per write (default
+    /// 4 GiB). Writers are slowed, never stopped: debt cannot block ingest outright.
+    pub compaction_debt_hard_bytes: u64,
+    /// An erasure (`delete_user`, or any range delete) is purged from the disk within about
+    /// this long after it reaches a table, unless a live snapshot still sees the erased
+    /// events (default 10 minutes). Needs a compaction thread; `compact()` purges at once.
+    pub erasure_deadline: Duration,
+    /// Keep at most this many of each user's newest events: reads never return more, and
+    /// compaction drops the older ones from the disk (default none). A delete among a
+    /// user's newest events does not bring back events the cap has passed over (they may
+    /// already be gone); until compaction purges them, reads may still return them.
+    pub max_events_per_user: Option<u64>,
 }
+
+/// The longest a write is delayed for compaction debt, reached at
+/// [`Options::compaction_debt_hard_bytes`].
+pub const MAX_DEBT_DELAY: Duration = Duration::from_millis(2);
+
+/// The compaction planner's knobs (re-exported from `strata-compaction`).
+pub use strata_compaction::Policy as CompactionPolicy;
 
 impl Default for Options {
     fn default() -> Self {
@@ -90,6 +121,13 @@ impl Default for Options {
             wal_recovery: RecoveryMode::Strict,
             manifest_rewrite_bytes: 4 << 20,
             background_nice: 10,
+            compaction_threads: 1,
+            compaction_policy: CompactionPolicy::default(),
+            compaction_rate_bytes_per_sec: None,
+            compaction_debt_soft_bytes: 1 << 30,
+            compaction_debt_hard_bytes: 4 << 30,
+            erasure_deadline: Duration::from_secs(600),
+            max_events_per_user: None,
         }
     }
 }
@@ -129,6 +167,37 @@ impl Options {
                 "background_nice",
                 format!("{} is outside 0..=19", self.background_nice),
             ));
+        }
+        if self.compaction_rate_bytes_per_sec == Some(0) {
+            return Err(Error::invalid(
+                "compaction_rate_bytes_per_sec",
+                "must not be zero (None: unlimited)",
+            ));
+        }
+        if self.compaction_debt_hard_bytes <= self.compaction_debt_soft_bytes {
+            return Err(Error::invalid(
+                "compaction_debt_hard_bytes",
+                format!(
+                    "{} is not above compaction_debt_soft_bytes {}",
+                    self.compaction_debt_hard_bytes, self.compaction_debt_soft_bytes
+                ),
+            ));
+        }
+        let policy = &self.compaction_policy;
+        if policy.target_table_bytes == 0 {
+            return Err(Error::invalid("compaction_policy.target_table_bytes", "must not be zero"));
+        }
+        if policy.min_fan_in < 2 || policy.max_fan_in < policy.min_fan_in {
+            return Err(Error::invalid(
+                "compaction_policy",
+                format!("fan-in {}..={} must have 2 <= min <= max", policy.min_fan_in, policy.max_fan_in),
+            ));
+        }
+        if policy.tier_ratio < 2 {
+            return Err(Error::invalid("compaction_policy.tier_ratio", "must be at least 2"));
+        }
+        if self.max_events_per_user == Some(0) {
+            return Err(Error::invalid("max_events_per_user", "a cap of 0 would hide every event"));
         }
         Ok(())
     }

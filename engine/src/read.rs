@@ -43,16 +43,22 @@ pub(crate) struct ReadView {
     pub seqno: u64,
     /// Oldest visible timestamp (retention); `i64::MIN` without retention.
     pub cutoff: i64,
+    /// `Options::max_events_per_user`: only a user's newest this many events are visible.
+    pub cap: Option<u64>,
 }
 
 impl ReadView {
     /// The event at `(user, ts)`, if one is visible.
     pub fn get(&self, user: u64, ts: i64) -> Result<Option<Event>> {
+        if ts < self.cap_floor(user)? {
+            return Ok(None);
+        }
         Merge::new(self.clone(), user, ts, ts, Direction::Forward).next_event().transpose()
     }
 
     /// The newest `n` visible events of `user`, newest first.
     pub fn latest(&self, user: u64, n: usize) -> Result<Vec<Event>> {
+        let n = self.cap.map_or(n, |cap| n.min(usize::try_from(cap).unwrap_or(usize::MAX)));
         let mut out = Vec::with_capacity(n.min(4096));
         if n == 0 {
             return Ok(out);
@@ -64,9 +70,28 @@ impl ReadView {
 
     /// The visible events of `user` in `range`, ascending, streamed.
     pub fn range(&self, user: u64, range: impl RangeBounds<i64>) -> Result<RangeIter> {
-        let merge = inclusive_bounds(&range)?
-            .map(|(lo, hi)| Merge::new(self.clone(), user, lo, hi, Direction::Forward));
+        let bounds = inclusive_bounds(&range)?;
+        let merge = match bounds {
+            Some((lo, hi)) => {
+                let lo = lo.max(self.cap_floor(user)?);
+                (lo <= hi).then(|| Merge::new(self.clone(), user, lo, hi, Direction::Forward))
+            }
+            None => None,
+        };
         Ok(RangeIter { merge })
+    }
+
+    /// Under the per-user cap, the ts of the user's oldest visible event (its newest
+    /// `cap`-th): nothing older is visible. `i64::MIN` without a cap or with fewer events.
+    /// A capped `get` or `range` pays for this `latest` read first.
+    fn cap_floor(&self, user: u64) -> Result<i64> {
+        let Some(cap) = self.cap else { return Ok(i64::MIN) };
+        let cap = usize::try_from(cap).unwrap_or(usize::MAX);
+        let newest = self.latest(user, cap)?;
+        Ok(match newest.last() {
+            Some(oldest) if newest.len() >= cap => oldest.ts,
+            _ => i64::MIN,
+        })
     }
 }
 

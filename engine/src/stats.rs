@@ -63,4 +63,77 @@ pub struct Stats {
     pub snapshots: u64,
     /// The block cache.
     pub block_cache: CacheStats,
+    /// Raw bytes ingested since open: 16 bytes of key plus the payload, per put.
+    pub ingested_bytes: u64,
+    /// `bytes_written / ingested_bytes` (0 before the first put): every byte the database
+    /// wrote (WAL, flushes, compactions, manifest) per byte it was given.
+    pub write_amplification: f64,
+    /// Bytes of table files over an estimate of their fully compacted size (1.0 when
+    /// every partition is one settled run). The estimate prices each entry of a partition
+    /// not yet compacted at the bytes per entry of the compacted partitions (its own size
+    /// when none is); entries that compaction would drop are not foreseen.
+    pub space_amplification: f64,
+    /// Compaction.
+    pub compaction: CompactionStats,
+}
+
+/// What compactions of one kind have done since open.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct CompactionKindStats {
+    /// Compactions finished.
+    pub runs: u64,
+    /// Bytes of input tables read.
+    pub bytes_read: u64,
+    /// Bytes of output tables written.
+    pub bytes_written: u64,
+    /// Entries read.
+    pub entries_read: u64,
+    /// Entries written.
+    pub entries_written: u64,
+}
+
+/// Compaction since open, and the work still pending.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct CompactionStats {
+    /// Merges of a partition's sequence tables.
+    pub sequence: CompactionKindStats,
+    /// Merges of unsequence tables into the sequence tables they overlap.
+    pub cross: CompactionKindStats,
+    /// Whole-partition merges that purged a due erasure.
+    pub erasure: CompactionKindStats,
+    /// Whole-partition merges asked for by `Db::compact`.
+    pub full: CompactionKindStats,
+    /// Unsequence tables moved into the sequence chain by a manifest edit, unrewritten.
+    pub moves: u64,
+    /// Versions dropped because a newer one hides them from every reader.
+    pub dropped_versions: u64,
+    /// Point and range deletes dropped once nothing lay under them.
+    pub dropped_tombstones: u64,
+    /// Entries dropped by retention while being rewritten.
+    pub expired: u64,
+    /// Events dropped by the per-user cap.
+    pub capped: u64,
+    /// Compactions running now.
+    pub running: u64,
+    /// Compaction debt: bytes the planner would still rewrite if nothing new arrived.
+    /// Writers slow down as it passes `Options::compaction_debt_soft_bytes`.
+    pub pending_bytes: u64,
+    /// Range deletes (erasures) still in tables: the erased events may still be on disk.
+    pub pending_erasures: u64,
+    /// Background compactions that failed (their inputs were kept).
+    pub failures: u64,
+    /// The last failure, if any.
+    pub last_failure: Option<String>,
+}
+
+impl CompactionStats {
+    /// Every kind's bytes written.
+    pub fn bytes_written(&self) -> u64 {
+        [&self.sequence, &self.cross, &self.erasure, &self.full].iter().map(|k| k.bytes_written).sum()
+    }
+
+    /// Every kind's bytes read.
+    pub fn bytes_read(&self) -> u64 {
+        [&self.sequence, &self.cross, &self.erasure, &self.full].iter().map(|k| k.bytes_read).sum()
+    }
 }

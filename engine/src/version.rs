@@ -84,6 +84,16 @@ impl TableFile {
         }
         Ok(Arc::new(TableFile { record, table, path, fs: Arc::clone(fs), obsolete: AtomicBool::new(false) }))
     }
+
+    /// Whether the table was built with a compressing codec (its footer says).
+    pub fn compressed(&self) -> bool {
+        self.table.stats().compressed
+    }
+
+    /// Range deletes the table holds (from its footer).
+    pub fn range_deletes(&self) -> u64 {
+        self.table.stats().range_deletes
+    }
 }
 
 impl TableFile {

@@ -1,0 +1,283 @@
+//! Compaction as the engine drives it: background merges of cold partitions, moves,
+//! erasure purged from the disk within its deadline, the per-user cap, partial retention on
+//! rewrite, snapshots kept intact, the rate limit and the stats.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::cast_possible_truncation)]
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use strata::sstable::block::Compression;
+use strata::vfs::{FileSystem, SimFs};
+use strata::{Db, Event, Options, Stats};
+
+const WIDTH: u64 = 1_000;
+
+fn options() -> Options {
+    Options { partition_width: WIDTH, memtable_bytes: 16 << 10, ..Options::default() }
+}
+
+/// Waits up to 20 s for `done` (background threads act on their own schedule).
+fn eventually(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !done() {
+        assert!(Instant::now() < deadline, "timed out waiting for: {what}");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+fn tables(stats: &Stats, partition: i64) -> (u64, u64) {
+    stats
+        .partitions
+        .iter()
+        .find(|p| p.partition == partition)
+        .map_or((0, 0), |p| (p.sequence_tables, p.unsequence_tables))
+}
+
+fn all_events(db: &Db, users: std::ops::Range<u64>) -> Vec<Event> {
+    users.flat_map(|u| db.range(u, ..).unwrap().map(Result::unwrap).collect::<Vec<_>>()).collect()
+}
+
+/// Every file of the simulated disk, with its bytes.
+fn disk_bytes(sim: &SimFs) -> Vec<(String, Vec<u8>)> {
+    sim.paths()
+        .into_iter()
+        .filter_map(|path| {
+            let file = sim.open(&path).ok()?;
+            let len = file.len().ok()?;
+            let mut buf = vec![0u8; len as usize];
+            file.read_at(0, &mut buf).ok()?;
+            Some((path.display().to_string(), buf))
+        })
+        .collect()
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+#[test]
+fn a_partition_that_goes_cold_is_merged_in_the_background() {
+    let sim = SimFs::new();
+    let db = Db::open_with_fs(Arc::new(sim), "/db", options()).unwrap();
+    // Partition 0 gets several flushes' worth of sequence tables.
+    for round in 0..4i64 {
+        for user in 0..50u64 {
+            for i in 0..5i64 {
+                db.put(user, round * 200 + i * 10 + (user % 7) as i64, &[round as u8; 24]).unwrap();
+            }
+        }
+        db.flush().unwrap();
+    }
+    let before = all_events(&db, 0..50);
+    assert!(db.stats().flushes >= 4);
+    // Writing into partition 1 makes partition 0 cold.
+    db.put(1, WIDTH as i64 + 5, b"new").unwrap();
+    db.flush().unwrap();
+    eventually("partition 0 merged into one table", || tables(&db.stats(), 0) == (1, 0));
+    let stats = db.stats();
+    assert!(stats.compaction.sequence.runs + stats.compaction.cross.runs >= 1, "{:?}", stats.compaction);
+    assert!(stats.compaction.bytes_written() > 0);
+    assert_eq!(
+        all_events(&db, 0..50).iter().filter(|e| e.ts < WIDTH as i64).cloned().collect::<Vec<_>>(),
+        before
+    );
+    db.close().unwrap();
+}
+
+#[test]
+fn a_late_table_that_overlaps_nothing_is_moved_not_rewritten() {
+    let sim = SimFs::new();
+    let opts = Options { compaction_threads: 0, ..options() };
+    let db = Db::open_with_fs(Arc::new(sim.clone()), "/db", opts.clone()).unwrap();
+    for user in 0..10u64 {
+        db.put(user, 500, b"seq").unwrap();
+    }
+    db.flush().unwrap();
+    // Late events below everything the partition's sequence table holds.
+    for user in 0..10u64 {
+        db.put(user, 100, b"late").unwrap();
+    }
+    db.flush().unwrap();
+    assert_eq!(tables(&db.stats(), 0), (1, 1));
+    drop(db);
+    let db = Db::open_with_fs(Arc::new(sim), "/db", Options { compaction_threads: 1, ..opts }).unwrap();
+    eventually("the late table moved", || db.stats().compaction.moves >= 1);
+    let stats = db.stats();
+    assert_eq!(tables(&stats, 0).1, 0, "{:?}", stats.partitions);
+    assert_eq!(db.latest(3, 10).unwrap().iter().map(|e| e.ts).collect::<Vec<_>>(), vec![500, 100]);
+    db.close().unwrap();
+}
+
+#[test]
+fn an_erasure_is_purged_from_every_file_within_its_deadline() {
+    let sim = SimFs::new();
+    let marker = *b"ERASE-ME-7f3a9c1e";
+    let opts = Options {
+        erasure_deadline: Duration::from_millis(200),
+        wal_segment_bytes: 4096,
+        table: strata::sstable::TableOptions { compression: Compression::None, ..options().table },
+        flush_compression: Compression::None,
+        ..options()
+    };
+    let db = Db::open_with_fs(Arc::new(sim.clone()), "/db", opts).unwrap();
+    for i in 0..40i64 {
+        db.put(42, i * 20, &marker).unwrap();
+        db.put(43, i * 20, b"kept").unwrap();
+    }
+    db.flush().unwrap();
+    assert!(disk_bytes(&sim).iter().any(|(_, bytes)| contains(bytes, &marker)));
+    db.delete_user(42).unwrap();
+    assert!(db.latest(42, 100).unwrap().is_empty(), "erased events are invisible at once");
+    // Enough other writes that the WAL segments holding the marker are rotated and released.
+    for i in 0..400i64 {
+        db.put(44, i, &[7u8; 40]).unwrap();
+    }
+    db.flush().unwrap();
+    assert!(db.stats().compaction.pending_erasures > 0);
+    eventually("the erasure purged", || db.stats().compaction.pending_erasures == 0);
+    eventually("no file holds the erased payload", || {
+        disk_bytes(&sim).iter().all(|(_, bytes)| !contains(bytes, &marker))
+    });
+    assert!(db.stats().compaction.erasure.runs >= 1);
+    assert_eq!(db.latest(43, 100).unwrap().len(), 40);
+    assert!(db.latest(42, 100).unwrap().is_empty());
+    db.close().unwrap();
+}
+
+#[test]
+fn a_snapshot_holds_back_the_purge_of_what_it_sees() {
+    let sim = SimFs::new();
+    let opts = Options { erasure_deadline: Duration::ZERO, compaction_threads: 0, ..options() };
+    let db = Db::open_with_fs(Arc::new(sim), "/db", opts).unwrap();
+    for i in 0..20i64 {
+        db.put(1, i, b"v1").unwrap();
+    }
+    db.flush().unwrap();
+    let snap = db.snapshot();
+    for i in 0..20i64 {
+        db.put(1, i, b"v2").unwrap();
+    }
+    db.delete_user(2).unwrap();
+    let mut batch = strata::WriteBatch::new();
+    batch.delete(1, 3);
+    db.write(&batch, &strata::WriteOptions::default()).unwrap();
+    db.compact().unwrap();
+    // The snapshot still reads the first versions, whole.
+    let seen: Vec<_> = snap.range(1, ..).unwrap().map(|e| e.unwrap().payload).collect();
+    assert_eq!(seen.len(), 20);
+    assert!(seen.iter().all(|p| p.as_ref() == b"v1"));
+    assert_eq!(db.range(1, ..).unwrap().count(), 19);
+    drop(snap);
+    db.compact().unwrap();
+    let stats = db.stats();
+    assert!(stats.compaction.dropped_versions >= 20, "{:?}", stats.compaction);
+    assert_eq!(
+        stats.partitions.iter().map(|p| p.events).sum::<u64>(),
+        19,
+        "only the newest live versions stay"
+    );
+    db.close().unwrap();
+}
+
+#[test]
+fn the_per_user_cap_bounds_reads_and_compaction_drops_the_rest() {
+    let sim = SimFs::new();
+    let opts = Options { max_events_per_user: Some(5), compaction_threads: 0, ..options() };
+    let db = Db::open_with_fs(Arc::new(sim), "/db", opts).unwrap();
+    // 30 events over three partitions for user 9; 3 for user 10.
+    for ts in (0..3_000i64).step_by(100) {
+        db.put(9, ts, &ts.to_le_bytes()).unwrap();
+    }
+    for ts in 0..3i64 {
+        db.put(10, ts, b"few").unwrap();
+    }
+    let newest: Vec<i64> = (25..30).rev().map(|i| i * 100).collect();
+    let ts_of = |events: Vec<Event>| events.iter().map(|e| e.ts).collect::<Vec<_>>();
+    assert_eq!(ts_of(db.latest(9, 100).unwrap()), newest);
+    assert_eq!(ts_of(db.latest(9, 2).unwrap()), newest[..2]);
+    assert_eq!(db.range(9, ..).unwrap().count(), 5);
+    assert_eq!(db.range(9, 0..2_600).unwrap().count(), 1);
+    assert!(db.get(9, 100).unwrap().is_none(), "past the cap");
+    assert!(db.get(9, 2_500).unwrap().is_some());
+    assert_eq!(db.latest(10, 100).unwrap().len(), 3);
+    db.compact().unwrap();
+    let stats = db.stats();
+    assert_eq!(stats.compaction.capped, 25, "{:?}", stats.compaction);
+    assert_eq!(stats.partitions.iter().map(|p| p.events).sum::<u64>(), 8);
+    assert_eq!(ts_of(db.latest(9, 100).unwrap()), newest);
+    db.close().unwrap();
+}
+
+#[test]
+fn partly_expired_data_is_dropped_when_rewritten() {
+    let sim = SimFs::new();
+    let opts = Options { retention: Some(Duration::from_micros(1_500)), compaction_threads: 0, ..options() };
+    let db = Db::open_with_fs(Arc::new(sim), "/db", opts).unwrap();
+    for ts in 0..2_000i64 {
+        db.put(1, ts, b"e").unwrap();
+    }
+    db.flush().unwrap();
+    // The clock is 1999: everything before 499 is expired, partition 0 only in part.
+    db.compact().unwrap();
+    let stats = db.stats();
+    assert_eq!(stats.compaction.expired, 499, "{:?}", stats.compaction);
+    assert_eq!(stats.partitions.iter().map(|p| p.events).sum::<u64>(), 1_501);
+    assert_eq!(db.range(1, ..).unwrap().count(), 1_501);
+    db.close().unwrap();
+}
+
+#[test]
+fn the_rate_limit_paces_compaction_writes() {
+    let sim = SimFs::new();
+    let rate = 256 << 10;
+    let opts = Options {
+        compaction_rate_bytes_per_sec: Some(rate),
+        compaction_threads: 0,
+        table: strata::sstable::TableOptions { compression: Compression::None, ..options().table },
+        ..options()
+    };
+    let db = Db::open_with_fs(Arc::new(sim), "/db", opts).unwrap();
+    for ts in 0..20_000i64 {
+        let noise = (ts as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15).to_le_bytes();
+        db.put(ts as u64 % 100, ts / 100, &noise.repeat(4)).unwrap();
+    }
+    db.flush().unwrap();
+    let start = Instant::now();
+    db.compact().unwrap();
+    let elapsed = start.elapsed();
+    let written = db.stats().compaction.bytes_written();
+    // The limiter lets one burst (100 ms of budget) run ahead; everything past it is paced.
+    assert!(written > 400 << 10, "{written}");
+    let floor =
+        Duration::from_secs_f64(written as f64 / rate as f64).saturating_sub(Duration::from_millis(150));
+    assert!(elapsed >= floor, "{written} bytes in {elapsed:?}, under the {rate} B/s pace");
+    db.close().unwrap();
+}
+
+#[test]
+fn stats_report_amplification_and_pending_work() {
+    let sim = SimFs::new();
+    let opts = Options { compaction_threads: 0, ..options() };
+    let db = Db::open_with_fs(Arc::new(sim), "/db", opts).unwrap();
+    for round in 0..3i64 {
+        for ts in 0..500i64 {
+            db.put(ts as u64 % 20, round * 3_000 + ts, &[3u8; 20]).unwrap();
+        }
+        db.flush().unwrap();
+    }
+    for ts in 0..200i64 {
+        db.put(ts as u64 % 20, ts * 7, b"late").unwrap();
+    }
+    db.flush().unwrap();
+    let stats = db.stats();
+    assert_eq!(stats.ingested_bytes, 1_700 * 16 + 1_500 * 20 + 200 * 4);
+    assert!(stats.write_amplification > 1.0, "{}", stats.write_amplification);
+    assert!(stats.compaction.pending_bytes > 0, "{:?}", stats.compaction);
+    db.compact().unwrap();
+    let stats = db.stats();
+    assert_eq!(stats.compaction.pending_bytes, 0, "{:?}", stats.compaction);
+    assert!((stats.space_amplification - 1.0).abs() < 1e-9, "{}", stats.space_amplification);
+    assert!(stats.compaction.full.runs >= 1);
+    assert!(stats.compaction.full.bytes_read > 0 && stats.compaction.full.entries_written > 0);
+    db.close().unwrap();
+}
