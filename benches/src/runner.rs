@@ -6,7 +6,9 @@
 //! 2. `ingest`: a fresh database takes every event, batches handed to the OS, not fsynced.
 //! 3. `reopen`: a clean close, then an open.
 //! 4. `settle`: flush and compact to the engine's steady state; bytes on disk and write
-//!    amplification over ingest and settle.
+//!    amplification over ingest and settle; the space amplification of the state ingest
+//!    left (bytes before / after); and "latest" latencies of one reader while the settle's
+//!    compaction runs (after an untimed warm-up), to set against the idle `latest` phase.
 //! 5. `latest`: "the last 100 events of U", U from the workload's Zipf with its own seed,
 //!    after an untimed warm-up of other users.
 //! 6. `range`: "U's events in the last hour of simulated time".
@@ -43,7 +45,21 @@ pub const SCHEMA: &[(&str, &[&str])] = &[
     ("ingest_sync", INGEST_FIELDS),
     ("ingest", INGEST_FIELDS),
     ("reopen", &["close_s", "open_s"]),
-    ("settle", &["elapsed_s", "bytes_on_disk", "bytes_per_event", "disk_write_bytes", "write_amplification"]),
+    (
+        "settle",
+        &[
+            "elapsed_s",
+            "bytes_on_disk",
+            "bytes_per_event",
+            "disk_write_bytes",
+            "write_amplification",
+            "bytes_before",
+            "space_amplification",
+            "latest_during_queries",
+            "latest_during_p50_us",
+            "latest_during_p99_us",
+        ],
+    ),
     ("latest", QUERY_FIELDS),
     ("range", QUERY_FIELDS),
     (
@@ -85,6 +101,8 @@ pub const PREGENERATED_EVENTS: u64 = 2_000_000;
 /// subcommands, so all of them query the same users).
 const LATEST_SEED_SALT: u64 = crate::sstable_data::QUERY_SEED_SALT;
 const WARMUP_SEED_SALT: u64 = 0x5741_524d_5550_0001;
+/// Seeds the users queried while the settle runs.
+const DURING_SEED_SALT: u64 = 0x4455_5249_4e47_0001;
 const RANGE_SEED_SALT: u64 = 0x5241_4e47_4551_0001;
 const DUP_SEED_SALT: u64 = 0x4455_5045_5300_0001;
 const MIXED_SEED_SALT: u64 = 0x4d49_5845_4400_0001;
@@ -305,13 +323,26 @@ pub fn run_engine(kind: EngineKind, dir: &Path, config: &RunConfig) -> Result<En
         &[("close_s", close.as_secs_f64()), ("open_s", open.as_secs_f64())],
     ));
 
-    // 4. Settle.
-    let start = Instant::now();
-    store.settle()?;
-    let settle = start.elapsed();
+    // 4. Settle, with one reader running "latest" beside it (after a warm-up, so that its
+    // latencies are those of compaction, not of a cold start).
+    let zipf = Zipf::new(config.workload.users, config.workload.zipf_s);
+    let seed = config.workload.seed;
+    let query = |user: u64, out: &mut Vec<Row>| store.latest(user, config.latest_n, out);
+    let warm_up = || {
+        let what = format!("{} warm-up", kind.name());
+        run_queries(config, &zipf, mix64(seed ^ WARMUP_SEED_SALT), config.warmup_queries, &what, &query)
+    };
+    warm_up()?;
+    let bytes_before = dir_bytes(&main_dir)?;
+    let (settle, during) = while_running(&zipf, mix64(seed ^ DURING_SEED_SALT), &query, || {
+        let start = Instant::now();
+        store.settle()?;
+        Ok(start.elapsed())
+    })?;
     let written = IoCounters::now().since(io_start).write_bytes;
     let on_disk = dir_bytes(&main_dir)?;
     let raw = config.raw_bytes(timed.events);
+    let during = during.summary();
     results.push(PhaseResult::new(
         kind,
         "settle",
@@ -321,22 +352,18 @@ pub fn run_engine(kind: EngineKind, dir: &Path, config: &RunConfig) -> Result<En
             ("bytes_per_event", ratio(on_disk as f64, timed.unique_events as f64)),
             ("disk_write_bytes", written as f64),
             ("write_amplification", ratio(written as f64, raw as f64)),
+            ("bytes_before", bytes_before as f64),
+            ("space_amplification", ratio(bytes_before as f64, on_disk as f64)),
+            ("latest_during_queries", during.count as f64),
+            ("latest_during_p50_us", during.p50_us),
+            ("latest_during_p99_us", during.p99_us),
         ],
     ));
 
     // 5. Latest, after a warm-up: the figure is a server's steady state, not the first
-    // touch of each block after a restart, for every engine alike.
-    let zipf = Zipf::new(config.workload.users, config.workload.zipf_s);
-    let seed = config.workload.seed;
-    let query = |user: u64, out: &mut Vec<Row>| store.latest(user, config.latest_n, out);
-    run_queries(
-        config,
-        &zipf,
-        mix64(seed ^ WARMUP_SEED_SALT),
-        config.warmup_queries,
-        &format!("{} warm-up", kind.name()),
-        &query,
-    )?;
+    // touch of each block after a restart (or of the tables the settle wrote), for every
+    // engine alike.
+    warm_up()?;
     let latest = run_queries(
         config,
         &zipf,
@@ -378,6 +405,36 @@ pub fn run_engine(kind: EngineKind, dir: &Path, config: &RunConfig) -> Result<En
 
     let settings = peers::settings(kind, budget).into_iter().map(|(k, v)| (k.to_string(), v)).collect();
     Ok(EngineReport { engine: kind.name().to_string(), results, series, settings })
+}
+
+/// Runs `work` while one thread runs `query` on Zipf users, as fast as it can, until the
+/// work is done; returns the work's result and the latencies of the queries made meanwhile.
+fn while_running<T: Send>(
+    zipf: &Zipf,
+    seed: u64,
+    query: &(dyn Fn(u64, &mut Vec<Row>) -> Result<()> + Sync),
+    work: impl FnOnce() -> Result<T> + Send,
+) -> Result<(T, Latencies)> {
+    let done = AtomicBool::new(false);
+    std::thread::scope(|scope| {
+        let reader = scope.spawn(|| -> Result<Latencies> {
+            let mut rng = Rng::new(seed);
+            let mut latencies = Latencies::new();
+            let mut out = Vec::new();
+            while !done.load(Ordering::Relaxed) {
+                let user = user_of_rank(zipf.sample(&mut rng));
+                out.clear();
+                let begin = Instant::now();
+                query(user, &mut out)?;
+                latencies.record(begin.elapsed());
+            }
+            Ok(latencies)
+        });
+        let result = work();
+        done.store(true, Ordering::Relaxed);
+        let latencies = joined(reader.join());
+        Ok((result?, latencies?))
+    })
 }
 
 fn ratio(a: f64, b: f64) -> f64 {

@@ -132,6 +132,8 @@ pub fn run(args: &EngineArgs) -> Result<()> {
         tables(&settled),
         table_bytes as f64 / args.events as f64
     );
+    print_compaction("compaction during ingest", &stats);
+    print_compaction("compaction at settle", &settled);
     let open_ms = open.as_secs_f64() * 1e3;
     println!(
         "open after a clean close: {open_ms:.1} ms  [goal <= {GOAL_OPEN_MS} ms: {}]",
@@ -157,6 +159,34 @@ pub fn run(args: &EngineArgs) -> Result<()> {
     );
     db.close()?;
     Ok(())
+}
+
+/// One line per merge kind that ran, then the totals: what compaction read and wrote.
+fn print_compaction(when: &str, stats: &strata::Stats) {
+    let c = &stats.compaction;
+    let mb = |b: u64| b as f64 / 1e6;
+    let kinds = [("sequence", &c.sequence), ("cross", &c.cross), ("erasure", &c.erasure), ("full", &c.full)];
+    let ran: Vec<String> = kinds
+        .iter()
+        .filter(|(_, k)| k.runs > 0)
+        .map(|(name, k)| {
+            format!(
+                "{name} {} runs, {:.1} MB read, {:.1} MB written",
+                k.runs,
+                mb(k.bytes_read),
+                mb(k.bytes_written)
+            )
+        })
+        .collect();
+    println!(
+        "{when}: {}; {} moves; debt {:.1} MB; write amp so far {:.2} (WAL {:.1} MB, tables {:.1} MB)",
+        if ran.is_empty() { "none".to_string() } else { ran.join("; ") },
+        c.moves,
+        mb(c.pending_bytes),
+        stats.write_amplification,
+        mb(stats.wal_bytes),
+        mb(stats.table_bytes_written),
+    );
 }
 
 fn settled_late_fraction(ingest: &strata::Stats, settled: &strata::Stats) -> f64 {

@@ -428,6 +428,8 @@ const ROWS: &[Row] = &[
     row("settle: MB on disk", "settle", "bytes_on_disk", 1e-6, 1, Better::Lower),
     row("settle: bytes/event", "settle", "bytes_per_event", 1.0, 2, Better::Lower),
     row("settle: write amp (ingest+settle)", "settle", "write_amplification", 1.0, 2, Better::Lower),
+    row("settle: space amp before settle", "settle", "space_amplification", 1.0, 2, Better::Lower),
+    row("settle: latest p99 µs, compacting", "settle", "latest_during_p99_us", 1.0, 0, Better::Lower),
     row("latest-100: queries/s", "latest", "queries_per_sec", 1.0, 0, Better::Higher),
     row("latest-100: p50 us", "latest", "p50_us", 1.0, 1, Better::Lower),
     row("latest-100: p99 us", "latest", "p99_us", 1.0, 1, Better::Lower),
