@@ -270,7 +270,7 @@ impl Inner {
                 // A background compaction holds one of them: wait for it, then plan again.
                 self.compactor.changed.wait_for(&mut state, Duration::from_millis(50));
             };
-            let result = plans.iter().try_for_each(|plan| self.execute(plan));
+            let result = self.execute_in_background(&plans);
             let mut state = self.compactor.state.lock();
             state.running -= 1;
             for partition in plans.iter().flat_map(partitions_of) {
@@ -285,6 +285,25 @@ impl Inner {
             }
         }
         Ok(())
+    }
+
+    /// Runs `plans` on a thread of its own at the background priority, and waits for it:
+    /// a `compact` call is background work too, and on a loaded machine readers should get
+    /// the cores first (the calling thread's own priority cannot be lowered and raised back).
+    fn execute_in_background(&self, plans: &[Plan]) -> Result<()> {
+        std::thread::scope(|scope| {
+            let worker =
+                std::thread::Builder::new().name("strata-compact".into()).spawn_scoped(scope, || {
+                    lower_cpu_priority(self.options.background_nice);
+                    plans.iter().try_for_each(|plan| self.execute(plan))
+                });
+            match worker {
+                Ok(handle) => handle
+                    .join()
+                    .unwrap_or_else(|_| Err(Error::Internal("the compaction thread panicked".into()))),
+                Err(err) => Err(Error::Internal(format!("cannot start a compaction thread: {err}"))),
+            }
+        })
     }
 
     /// What the planner needs of every table (from the manifest and the tables' footers: no

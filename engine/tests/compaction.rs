@@ -281,3 +281,39 @@ fn stats_report_amplification_and_pending_work() {
     assert!(stats.compaction.full.bytes_read > 0 && stats.compaction.full.entries_written > 0);
     db.close().unwrap();
 }
+
+#[test]
+fn debt_slows_writers_smoothly_and_never_stops_them() {
+    let sim = SimFs::new();
+    // Any debt is past the hard limit: every write gets the longest delay, and no more.
+    let opts = Options {
+        compaction_threads: 0,
+        compaction_debt_soft_bytes: 0,
+        compaction_debt_hard_bytes: 1,
+        ..options()
+    };
+    let db = Db::open_with_fs(Arc::new(sim), "/db", opts).unwrap();
+    for round in 0..3i64 {
+        for ts in 0..300i64 {
+            db.put(ts as u64 % 10, round * 2_000 + ts, &[5u8; 30]).unwrap();
+        }
+        db.flush().unwrap();
+    }
+    assert!(db.stats().compaction.pending_bytes > 0, "{:?}", db.stats().compaction);
+    let stalled = db.stats().stall_time;
+    let writes = 50u32;
+    // Slowed, not stopped: with no compaction thread the debt never shrinks, and every
+    // write still completes after the longest delay.
+    for i in 0..writes {
+        db.put(1, 10_000 + i64::from(i), b"slowed").unwrap();
+    }
+    let added = db.stats().stall_time - stalled;
+    assert!(added >= strata::MAX_DEBT_DELAY * writes, "{added:?} of stall over {writes} writes");
+    // Compaction pays the debt off, and the delay goes with it.
+    db.compact().unwrap();
+    assert_eq!(db.stats().compaction.pending_bytes, 0);
+    let stalled = db.stats().stall_time;
+    db.put(1, 20_000, b"free").unwrap();
+    assert_eq!(db.stats().stall_time, stalled);
+    db.close().unwrap();
+}

@@ -77,8 +77,21 @@ pub(super) fn settings(budget: Budget) -> Vec<(&'static str, String)> {
         ("compression", "none at flush; zstd level 1 at compaction (columns bit-transposed)".into()),
         ("filter", format!("per-user bloom, {} bits/user", options.table.filter_bits_per_user)),
         ("WAL", "on; sync per batch only in the fsync phase".into()),
-        ("compaction", "compact(): each time partition merged into one table".into()),
-        ("settle", "compact()".into()),
-        ("background threads", format!("1 flush thread at nice +{}", options.background_nice)),
+        (
+            "compaction",
+            format!(
+                "{} background thread(s): a partition merged into one run once {} partitions \
+                 behind; tiers and late tables in newer ones",
+                options.compaction_threads, options.compaction_policy.cold_after_partitions
+            ),
+        ),
+        ("settle", "compact(): every partition not yet one settled run merged whole".into()),
+        (
+            "background threads",
+            format!(
+                "1 flush + {} compaction thread(s) at nice +{}",
+                options.compaction_threads, options.background_nice
+            ),
+        ),
     ]
 }
