@@ -179,6 +179,48 @@ impl Compactor {
     }
 }
 
+/// Decodes into the block cache the output blocks whose users had a block cached among the
+/// inputs, before the outputs replace them. Without it, installing the merge of a partition
+/// that readers are in takes their cached blocks away at once, and every read that follows
+/// decodes again (the newest partitions are what every "latest" query reads first). A block
+/// that fails to read is left out: the read that needs it reports the error.
+fn prefill_cache(inputs: &[Arc<TableFile>], outputs: &[Arc<TableFile>]) {
+    let mut hot: Vec<(u64, u64)> = Vec::new();
+    for input in inputs {
+        let table = &input.table;
+        for i in (0..table.block_count()).filter(|&i| table.block_cached(i)) {
+            let handle = table.block_handle(i);
+            hot.push((handle.first.0, handle.last.0));
+        }
+    }
+    if hot.is_empty() {
+        return;
+    }
+    hot.sort_unstable();
+    // Merged into disjoint user ranges, so that one binary search answers for a block.
+    let mut ranges: Vec<(u64, u64)> = Vec::with_capacity(hot.len());
+    for (first, last) in hot {
+        match ranges.last_mut() {
+            Some(range) if first <= range.1 => range.1 = range.1.max(last),
+            _ => ranges.push((first, last)),
+        }
+    }
+    let is_hot = |first: u64, last: u64| {
+        // The last range starting at or before `last` is the only one that can overlap.
+        let at = ranges.partition_point(|r| r.0 <= last);
+        at > 0 && ranges[at - 1].1 >= first
+    };
+    for output in outputs {
+        let table = &output.table;
+        for i in 0..table.block_count() {
+            let handle = table.block_handle(i);
+            if is_hot(handle.first.0, handle.last.0) {
+                let _ = table.block(i);
+            }
+        }
+    }
+}
+
 /// Whether the plan is a Drop (it names partitions, not one).
 fn partitions_of(plan: &Plan) -> Vec<i64> {
     match plan {
@@ -502,6 +544,7 @@ impl Inner {
             }
         };
         let (done, files) = done;
+        prefill_cache(&inputs, &files);
         let added: Vec<_> = files.iter().map(|f| f.record.clone()).collect();
         // A sequence output may end above the partition's watermark (it took in late
         // events): raise it, so later flushes never put a sequence table under it.

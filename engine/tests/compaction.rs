@@ -317,3 +317,34 @@ fn debt_slows_writers_smoothly_and_never_stops_them() {
     assert_eq!(db.stats().stall_time, stalled);
     db.close().unwrap();
 }
+
+#[test]
+fn a_merge_leaves_the_blocks_readers_were_using_in_the_cache() {
+    let sim = SimFs::new();
+    let db = Db::open_with_fs(Arc::new(sim), "/db", Options { compaction_threads: 0, ..options() }).unwrap();
+    for round in 0..3i64 {
+        for user in 0..200u64 {
+            for i in 0..5i64 {
+                let noise = (user * 31 + i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15).to_le_bytes();
+                db.put(user, round * 300 + i * 50 + (user % 7) as i64, &noise.repeat(8)).unwrap();
+            }
+        }
+        db.flush().unwrap();
+    }
+    let read = |user: u64| assert_eq!(db.latest(user, 100).unwrap().len(), 15);
+    let hot = 0..5u64;
+    hot.clone().for_each(read);
+    db.compact().unwrap();
+    assert_eq!(tables(&db.stats(), 0), (1, 0));
+    let misses = db.stats().block_cache.misses;
+    hot.for_each(read);
+    assert_eq!(
+        db.stats().block_cache.misses,
+        misses,
+        "the merged table's blocks of the read users were cached"
+    );
+    // A user no one read before is not: the prefill took what readers used, not everything.
+    read(190);
+    assert!(db.stats().block_cache.misses > misses);
+    db.close().unwrap();
+}

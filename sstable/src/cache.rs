@@ -312,6 +312,15 @@ impl<V> Cache<V> {
         self.shards.get(i).unwrap_or(&self.shards[0])
     }
 
+    /// The value cached under `key`, if any; unlike [`Cache::get`], it neither counts a hit
+    /// or a miss nor makes the entry recently used (a whole-table scan should not decide
+    /// what readers keep).
+    pub fn peek(&self, key: CacheKey) -> Option<Arc<V>> {
+        let shard = self.shard(key).lock();
+        let slot = *shard.map.get(&key)?;
+        shard.slots.get(slot).and_then(|s| s.value.clone())
+    }
+
     /// The value cached under `key`, now the most recently used of its shard.
     pub fn get(&self, key: CacheKey) -> Option<Arc<V>> {
         self.shard(key).lock().get(key)
@@ -430,6 +439,17 @@ mod tests {
         let total: usize = c.shards.iter().map(|s| s.lock().capacity).sum();
         assert_eq!(total, 1003);
         assert_eq!(c.capacity_bytes(), 1003);
+    }
+
+    #[test]
+    fn peek_neither_counts_nor_reorders() {
+        let c = Cache::with_shards(1 << 20, 1);
+        c.insert(key(1, 0), Arc::new(1u8), 10);
+        c.insert(key(1, 8), Arc::new(2u8), 10);
+        let before = (order(&c), c.stats());
+        assert_eq!(c.peek(key(1, 0)).as_deref(), Some(&1));
+        assert!(c.peek(key(2, 0)).is_none());
+        assert_eq!((order(&c), c.stats()), before);
     }
 
     #[test]

@@ -182,7 +182,7 @@ impl UserRevIter {
     }
 }
 
-/// Every entry of a table in table order.
+/// Every entry of a table in table order; blocks missing from the cache are not cached.
 pub struct TableIter {
     table: Table,
     block_index: usize,
@@ -209,7 +209,7 @@ impl TableIter {
             if self.block_index >= self.table.block_count() {
                 return Ok(None);
             }
-            self.block = Some(self.table.block(self.block_index)?);
+            self.block = Some(self.table.block_uncached(self.block_index)?);
             self.pos = 0;
         }
     }

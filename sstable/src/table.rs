@@ -261,6 +261,25 @@ impl Table {
         self.inner.meta.get(range).and_then(|b| Filter::decode(b).ok())
     }
 
+    /// Whether block `i` is in the block cache now (the cache's order and counters are left
+    /// alone).
+    pub fn block_cached(&self, i: usize) -> bool {
+        let key = CacheKey { table: self.inner.id, offset: self.block_handle(i).offset };
+        self.inner.cache.peek(key).is_some()
+    }
+
+    /// The decoded block `i`: the cached one if there is one, else read and decoded without
+    /// caching it. For whole-table scans (compaction), which would otherwise push the
+    /// blocks readers use out of the cache and leave it full of blocks nobody asks for.
+    pub fn block_uncached(&self, i: usize) -> Result<Arc<DecodedBlock>> {
+        let handle = self.block_handle(i);
+        let key = CacheKey { table: self.inner.id, offset: handle.offset };
+        match self.inner.cache.peek(key) {
+            Some(block) => Ok(block),
+            None => self.load_block(&handle).map(|(block, _)| Arc::new(block)),
+        }
+    }
+
     /// The decoded block `i`, from the cache or read, checked and decoded.
     pub fn block(&self, i: usize) -> Result<Arc<DecodedBlock>> {
         let handle = self.block_handle(i);
@@ -437,7 +456,8 @@ impl Table {
         Ok(out)
     }
 
-    /// Every entry of the table in table order, for compaction.
+    /// Every entry of the table in table order, for compaction. It reads the blocks it does
+    /// not find in the block cache without caching them ([`Table::block_uncached`]).
     pub fn iter(&self) -> crate::iter::TableIter {
         crate::iter::TableIter::new(self.clone())
     }

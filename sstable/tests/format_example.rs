@@ -63,5 +63,31 @@ fn first_block_compressed_reads_the_codec() {
         builder.finish().unwrap();
         let table = Table::open(&fs, path, Arc::clone(&cache)).unwrap();
         assert_eq!(table.first_block_compressed().unwrap(), want, "{name}");
+        // The footer's flag says how the table was built, whatever its blocks became.
+        assert_eq!(table.stats().compressed, compression != Compression::None, "{name}");
     }
+}
+
+/// A whole-table scan (what compaction does) leaves the block cache as readers left it: it
+/// uses the blocks it finds there and caches none of those it reads.
+#[test]
+fn a_whole_table_scan_does_not_fill_the_cache() {
+    let fs = SimFs::new();
+    let cache = Arc::new(BlockCache::new(16 << 20));
+    let path = Path::new("/scan.sst");
+    let options = TableOptions { block_bytes: 1024, ..TableOptions::default() };
+    let mut builder =
+        TableBuilder::create(Arc::new(fs.clone()), path, options, TableMeta::default()).unwrap();
+    for i in 0..5_000u64 {
+        builder.add(&Entry::put(i / 100, (i % 100) as i64, 1, i.to_le_bytes().repeat(4))).unwrap();
+    }
+    builder.finish().unwrap();
+    let table = Table::open(&fs, path, Arc::clone(&cache)).unwrap();
+    assert!(table.block_count() > 10);
+    table.block(3).unwrap();
+    assert!(table.block_cached(3) && !table.block_cached(4));
+    let before = cache.stats();
+    assert_eq!(table.iter().count(), 5_000);
+    assert_eq!(cache.stats(), before, "the scan neither cached nor counted");
+    assert!(table.block_cached(3) && !table.block_cached(4));
 }
