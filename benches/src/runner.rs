@@ -102,7 +102,7 @@ pub const PREGENERATED_EVENTS: u64 = 2_000_000;
 const LATEST_SEED_SALT: u64 = crate::sstable_data::QUERY_SEED_SALT;
 const WARMUP_SEED_SALT: u64 = 0x5741_524d_5550_0001;
 /// Seeds the users queried while the settle runs.
-const DURING_SEED_SALT: u64 = 0x4455_5249_4e47_0001;
+pub const DURING_SEED_SALT: u64 = 0x4455_5249_4e47_0001;
 const RANGE_SEED_SALT: u64 = 0x5241_4e47_4551_0001;
 const DUP_SEED_SALT: u64 = 0x4455_5045_5300_0001;
 const MIXED_SEED_SALT: u64 = 0x4d49_5845_4400_0001;
@@ -334,7 +334,8 @@ pub fn run_engine(kind: EngineKind, dir: &Path, config: &RunConfig) -> Result<En
     };
     warm_up()?;
     let bytes_before = dir_bytes(&main_dir)?;
-    let (settle, during) = while_running(&zipf, mix64(seed ^ DURING_SEED_SALT), &query, || {
+    let next_user = |rng: &mut Rng| user_of_rank(zipf.sample(rng));
+    let (settle, during) = while_running(&next_user, mix64(seed ^ DURING_SEED_SALT), &query, || {
         let start = Instant::now();
         store.settle()?;
         Ok(start.elapsed())
@@ -407,10 +408,11 @@ pub fn run_engine(kind: EngineKind, dir: &Path, config: &RunConfig) -> Result<En
     Ok(EngineReport { engine: kind.name().to_string(), results, series, settings })
 }
 
-/// Runs `work` while one thread runs `query` on Zipf users, as fast as it can, until the
-/// work is done; returns the work's result and the latencies of the queries made meanwhile.
-fn while_running<T: Send>(
-    zipf: &Zipf,
+/// Runs `work` while one thread runs `query` on users drawn by `next_user` (from an RNG of
+/// `seed`), as fast as it can, until the work is done; returns the work's result and the
+/// latencies of the queries made meanwhile (the settle phase of `run` and `import`).
+pub fn while_running<T: Send>(
+    next_user: &(dyn Fn(&mut Rng) -> u64 + Sync),
     seed: u64,
     query: &(dyn Fn(u64, &mut Vec<Row>) -> Result<()> + Sync),
     work: impl FnOnce() -> Result<T> + Send,
@@ -422,7 +424,7 @@ fn while_running<T: Send>(
             let mut latencies = Latencies::new();
             let mut out = Vec::new();
             while !done.load(Ordering::Relaxed) {
-                let user = user_of_rank(zipf.sample(&mut rng));
+                let user = next_user(&mut rng);
                 out.clear();
                 let begin = Instant::now();
                 query(user, &mut out)?;

@@ -32,7 +32,7 @@ use strata_bench::import::{
     check_latest, check_range, CsvLayout, Format, LogReader, LogSummary, Model, TsUnit,
 };
 use strata_bench::measure::{dir_bytes, peak_rss_bytes, IoCounters, Latencies};
-use strata_bench::runner::{PhaseResult, SCHEMA, SCHEMA_VERSION};
+use strata_bench::runner::{while_running, PhaseResult, DURING_SEED_SALT, SCHEMA, SCHEMA_VERSION};
 use strata_bench::workload::{mix64, Rng, WorkloadConfig};
 use strata_bench::{Error, Result};
 
@@ -251,10 +251,21 @@ pub fn run(args: &ImportArgs) -> Result<()> {
     let open = start.elapsed();
     results.push(phase("reopen", &[("close_s", close.as_secs_f64()), ("open_s", open.as_secs_f64())]));
 
-    // 3. Settle.
-    let start = Instant::now();
-    db.compact()?;
-    let settle = start.elapsed();
+    // 3. Settle, with one reader running "latest" beside it after a warm-up (as in `run`).
+    let mut queries = Queries { db: &db, summary: &summary, model: model.as_ref(), checked: 0 };
+    queries.latest(mix64(args.seed ^ WARMUP_SEED_SALT), args.warmup_queries, latest_n, false)?;
+    let bytes_before = dir_bytes(&path)?;
+    let next_user = |rng: &mut Rng| summary.users.pick(rng).unwrap_or(0);
+    let query = |user: u64, out: &mut Vec<Event>| -> Result<()> {
+        out.extend(db.latest(user, latest_n)?);
+        Ok(())
+    };
+    let (settle, during) = while_running(&next_user, mix64(args.seed ^ DURING_SEED_SALT), &query, || {
+        let start = Instant::now();
+        db.compact()?;
+        Ok(start.elapsed())
+    })?;
+    let during = during.summary();
     let written = IoCounters::now().since(io_start).write_bytes;
     let on_disk = dir_bytes(&path)?;
     results.push(phase(
@@ -265,12 +276,16 @@ pub fn run(args: &ImportArgs) -> Result<()> {
             ("bytes_per_event", ratio(on_disk as f64, summary.rows as f64)),
             ("disk_write_bytes", written as f64),
             ("write_amplification", ratio(written as f64, raw)),
+            ("bytes_before", bytes_before as f64),
+            ("space_amplification", ratio(bytes_before as f64, on_disk as f64)),
+            ("latest_during_queries", during.count as f64),
+            ("latest_during_p50_us", during.p50_us),
+            ("latest_during_p99_us", during.p99_us),
         ],
     ));
 
     // 4. Latest, after a warm-up: the figure is a server's steady state, not the first
-    // touch of each block after a restart (as in `run`).
-    let mut queries = Queries { db: &db, summary: &summary, model: model.as_ref(), checked: 0 };
+    // touch of each block after a restart or a settle (as in `run`).
     queries.latest(mix64(args.seed ^ WARMUP_SEED_SALT), args.warmup_queries, latest_n, false)?;
     let latest = queries.latest(
         mix64(args.seed ^ LATEST_SEED_SALT),
