@@ -24,6 +24,8 @@ pub struct Summary {
     pub losses: u64,
     /// Recoveries (reopens) that failed where they must succeed. Must be 0.
     pub reopen_failures: u64,
+    /// Processes killed (SIGKILL) mid-write.
+    pub kills: u64,
 }
 
 impl Summary {
@@ -41,6 +43,7 @@ impl fmt::Display for Summary {
             ("states explored", self.states),
             ("faults injected", self.injected),
             ("faults reported to caller", self.detected),
+            ("processes killed", self.kills),
             ("batches acknowledged", self.acked),
             ("sync-acked batches checked", self.synced_checked),
             ("reopen failures (must be 0)", self.reopen_failures),
