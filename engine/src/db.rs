@@ -259,8 +259,10 @@ impl Db {
         self.inner.stats()
     }
 
-    /// Flushes the memtables, syncs and closes the WAL, stops the flush thread and
-    /// releases the directory lock. Every later call returns [`Error::Closed`]. A second
+    /// Flushes the memtables, syncs and closes the WAL, stops the flush and compaction
+    /// threads (a compaction under way finishes first: it is one manifest edit, whole or
+    /// not at all) and releases the directory lock. Every later call returns
+    /// [`Error::Closed`]. A second
     /// `close` does nothing. On a poisoned database it still syncs and closes the WAL, then
     /// returns the failure that poisoned it (for example a background flush's I/O error).
     pub fn close(&self) -> Result<()> {
