@@ -221,7 +221,7 @@ fn prefill_cache(inputs: &[Arc<TableFile>], outputs: &[Arc<TableFile>]) {
     }
 }
 
-/// Whether the plan is a Drop (it names partitions, not one).
+/// The partitions a plan works on (a drop may name several).
 fn partitions_of(plan: &Plan) -> Vec<i64> {
     match plan {
         Plan::Drop { partitions, .. } => partitions.clone(),
@@ -270,22 +270,31 @@ impl Inner {
             plan
         };
         let result = self.execute(&plan);
-        let mut state = self.compactor.state.lock();
-        state.running -= 1;
-        for partition in partitions_of(&plan) {
-            state.busy.remove(&partition);
+        self.release(std::slice::from_ref(&plan), |state, partition| {
             if let Err(err) = &result {
                 state.failed.insert(partition, Instant::now() + RETRY_AFTER);
                 state.last_failure = Some(format!("partition {partition}: {err}"));
             }
-        }
-        drop(state);
-        self.compactor.changed.notify_all();
+        });
         if result.is_err() {
             self.compactor.failures.fetch_add(1, Ordering::Relaxed);
         }
-        self.refresh_debt();
         result.map(|()| true)
+    }
+
+    /// Ends the work on `plans` (claimed by adding their partitions to `busy` and counting
+    /// one running compaction): frees each partition, after `each` has seen it, wakes
+    /// whoever waits for one, and recomputes the debt.
+    fn release(&self, plans: &[Plan], mut each: impl FnMut(&mut State, i64)) {
+        let mut state = self.compactor.state.lock();
+        state.running -= 1;
+        for partition in plans.iter().flat_map(partitions_of) {
+            state.busy.remove(&partition);
+            each(&mut state, partition);
+        }
+        drop(state);
+        self.compactor.changed.notify_all();
+        self.refresh_debt();
     }
 
     /// `Db::compact`: every partition merged whole into one settled run (after the drop of
@@ -313,14 +322,7 @@ impl Inner {
                 self.compactor.changed.wait_for(&mut state, Duration::from_millis(50));
             };
             let result = self.execute_in_background(&plans);
-            let mut state = self.compactor.state.lock();
-            state.running -= 1;
-            for partition in plans.iter().flat_map(partitions_of) {
-                state.busy.remove(&partition);
-            }
-            drop(state);
-            self.compactor.changed.notify_all();
-            self.refresh_debt();
+            self.release(&plans, |_, _| {});
             result?;
             if plans.is_empty() {
                 break;

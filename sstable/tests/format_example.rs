@@ -7,7 +7,8 @@ use std::sync::Arc;
 
 use strata_sstable::block::Compression;
 use strata_sstable::{BlockCache, Entry, Table, TableBuilder, TableMeta, TableOptions};
-use strata_vfs::SimFs;
+use strata_vfs::{FileSystem, SimFs};
+use xxhash_rust::xxh3::xxh3_64;
 
 const EXAMPLE_HEX: &str = include_str!("format_example.hex");
 
@@ -90,4 +91,34 @@ fn a_whole_table_scan_does_not_fill_the_cache() {
     assert_eq!(table.iter().count(), 5_000);
     assert_eq!(cache.stats(), before, "the scan neither cached nor counted");
     assert!(table.block_cached(3) && !table.block_cached(4));
+}
+
+/// A table written before footer flag bit 1 existed (its blocks compressed, the bit clear,
+/// as in every older build) still opens and reads whole, and says it was not built
+/// compressed: compaction then rewrites it once, compressed, and stops.
+#[test]
+fn a_table_from_before_the_compressed_flag_reads_and_reports_uncompressed() {
+    let fs = SimFs::new();
+    let path = Path::new("/new.sst");
+    let meta = TableMeta { partition: 0, partition_width: 86_400_000_000, sequence: true };
+    let options = TableOptions { compression: Compression::Zstd(1), ..TableOptions::default() };
+    let mut builder = TableBuilder::create(Arc::new(fs.clone()), path, options, meta).unwrap();
+    let entries: Vec<Entry> = (0..1_000).map(|i| Entry::put(1, i, 1, vec![7u8; 64])).collect();
+    for entry in &entries {
+        builder.add(entry).unwrap();
+    }
+    builder.finish().unwrap();
+    // The footer's flags (byte 108 of the 152-byte footer) without bit 1, re-checksummed.
+    let mut bytes = fs.contents(path).unwrap();
+    let footer = bytes.len() - 152;
+    assert_eq!(bytes[footer + 108], 0b11, "sequence and built compressed");
+    bytes[footer + 108] = 0b01;
+    let checksum = xxh3_64(&bytes[footer..footer + 136]);
+    bytes[footer + 136..footer + 144].copy_from_slice(&checksum.to_le_bytes());
+    let old = Path::new("/old.sst");
+    fs.create(old).unwrap().append(&bytes).unwrap();
+    let table = Table::open(&fs, old, Arc::new(BlockCache::new(1 << 20))).unwrap();
+    assert!(!table.stats().compressed && table.stats().sequence);
+    assert!(table.first_block_compressed().unwrap(), "its blocks are compressed all the same");
+    assert_eq!(table.iter().collect::<Result<Vec<_>, _>>().unwrap(), entries);
 }
