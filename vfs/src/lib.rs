@@ -36,7 +36,7 @@ pub use error::{FsError, FsErrorKind, OpKind, Result};
 pub use fault::{FaultAction, FaultFs, FaultRule, When};
 pub use os::OsFs;
 pub use rng::SimRng;
-pub use sim::{CrashMode, SimFs};
+pub use sim::{CrashMode, SimFs, PAGE_BYTES};
 
 /// A file system: the one way strata touches storage.
 pub trait FileSystem: Send + Sync + Debug {

@@ -26,6 +26,10 @@ use crate::{File, FileSystem, FsError, FsErrorKind, LockGuard, OpKind, Result, S
 /// The most garbage bytes [`CrashMode::GarbageTail`] appends to one file.
 const MAX_GARBAGE: u64 = 4096;
 
+/// The unit in which [`CrashMode::Reorder`] keeps or loses unsynced bytes: a page of the
+/// page cache, aligned to file offsets, which the kernel writes back in any order.
+pub const PAGE_BYTES: usize = 4096;
+
 /// How [`SimFs::crash`] treats bytes that were appended but not synced.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum CrashMode {
@@ -43,6 +47,32 @@ pub enum CrashMode {
         /// Seed of the garbage lengths and bytes.
         seed: u64,
     },
+    /// Unsynced work reaches the disk in any order, as with write-back caches (the model of
+    /// ALICE, "All File Systems Are Not Created Equal", OSDI 2014):
+    /// - each page ([`PAGE_BYTES`], aligned to the file offset) of a file's unsynced tail is
+    ///   kept or lost independently; the file ends at its last kept page, and a lost page
+    ///   before it reads as zeros (an allocated block that was never written);
+    /// - each name whose entry differs between the running view and the durable one (a
+    ///   create, a remove, either side of a rename not yet made durable by a directory sync)
+    ///   independently keeps its durable entry or takes the new one.
+    ///
+    /// Synced bytes and synced names always survive. A program that syncs everything before
+    /// it relies on it passes this mode; one that relies on the order of unsynced work fails.
+    Reorder {
+        /// Seed of the choices.
+        seed: u64,
+    },
+}
+
+impl CrashMode {
+    fn seed(self) -> u64 {
+        match self {
+            CrashMode::DurableOnly => 0,
+            CrashMode::TornTail { seed } | CrashMode::GarbageTail { seed } | CrashMode::Reorder { seed } => {
+                seed
+            }
+        }
+    }
 }
 
 type Ino = u64;
@@ -111,6 +141,19 @@ impl Inode {
                 let garbage = usize::try_from(rng.below(MAX_GARBAGE + 1)).unwrap_or(0);
                 bytes.resize(start + garbage, 0);
                 rng.fill(&mut bytes[start..]);
+            }
+            CrashMode::Reorder { .. } => {
+                let durable_end = bytes.len();
+                let mut page_start = durable_end;
+                while page_start < self.current.len() {
+                    let page_end = ((page_start / PAGE_BYTES + 1) * PAGE_BYTES).min(self.current.len());
+                    if rng.below(2) == 0 {
+                        // Lost pages before this one read as zeros up to it.
+                        bytes.resize(page_start, 0);
+                        bytes.extend_from_slice(self.current.get(page_start..page_end).unwrap_or_default());
+                    }
+                    page_start = page_end;
+                }
             }
         }
         bytes
@@ -342,13 +385,32 @@ impl State {
         path.ancestors().skip(1).all(|dir| self.durable.get(dir) == Some(&Entry::Dir))
     }
 
-    fn crash(&mut self, mode: CrashMode) {
-        let seed = match mode {
-            CrashMode::DurableOnly => 0,
-            CrashMode::TornTail { seed } | CrashMode::GarbageTail { seed } => seed,
+    /// The names a power loss keeps: the durable ones, or (for [`CrashMode::Reorder`]) each
+    /// name that differs between the two views taking either side at random.
+    fn names_after_crash(&self, mode: CrashMode, rng: &mut SimRng) -> BTreeMap<PathBuf, Entry> {
+        let CrashMode::Reorder { .. } = mode else {
+            return self.durable.clone();
         };
-        let mut rng = SimRng::new(seed);
-        let mut survivors = reachable(&self.durable);
+        let mut names = self.durable.clone();
+        let paths: std::collections::BTreeSet<&PathBuf> =
+            self.current.keys().chain(self.durable.keys()).collect();
+        for path in paths {
+            let now = self.current.get(path);
+            if now == self.durable.get(path) || rng.below(2) == 0 {
+                continue;
+            }
+            match now {
+                Some(entry) => names.insert(path.clone(), *entry),
+                None => names.remove(path),
+            };
+        }
+        names
+    }
+
+    /// The state a power loss in `mode` leaves, without changing this one.
+    fn crashed(&self, mode: CrashMode) -> State {
+        let mut rng = SimRng::new(mode.seed());
+        let mut survivors = reachable(&self.names_after_crash(mode, &mut rng));
         let mut inodes: HashMap<Ino, Inode> = HashMap::new();
         // BTreeMap order makes the random draws, and so the outcome, a function of the seed.
         for entry in survivors.values() {
@@ -367,11 +429,14 @@ impl State {
             Entry::File(ino) => inodes.contains_key(ino),
             Entry::Dir => true,
         });
-        self.generation += 1;
-        self.current = survivors.clone();
-        self.durable = survivors;
-        self.inodes = inodes;
-        self.locks.clear();
+        State {
+            generation: self.generation + 1,
+            next_ino: self.next_ino,
+            current: survivors.clone(),
+            durable: survivors,
+            inodes,
+            locks: HashSet::new(),
+        }
     }
 }
 
@@ -396,7 +461,39 @@ impl SimFs {
     /// Simulates a power loss in place: only durable names and synced bytes survive (plus a
     /// tail, per `mode`), every open handle becomes stale and every lock is released.
     pub fn crash(&self, mode: CrashMode) {
-        self.state.lock().crash(mode);
+        let mut state = self.state.lock();
+        *state = state.crashed(mode);
+    }
+
+    /// A new, separate disk holding what a power loss in `mode` would leave of this one,
+    /// which is left as it is: a crash state to recover from while the program that made
+    /// it runs on.
+    pub fn crash_image(&self, mode: CrashMode) -> SimFs {
+        let image = self.state.lock().crashed(mode);
+        SimFs { state: Arc::new(Mutex::new(image)) }
+    }
+
+    /// Overwrites `data.len()` bytes at `offset` of a file in both its current and durable
+    /// contents, as a write that landed in the wrong place, or a lost one, leaves the medium.
+    /// The range must lie within the current contents; the durable contents change where
+    /// they reach.
+    pub fn overwrite(&self, path: &Path, offset: u64, data: &[u8]) -> Result<()> {
+        let detail = format!("overwrite of {} bytes at offset {offset}", data.len());
+        let mut state = self.state.lock();
+        let ino = state.file_ino(OpKind::Open, path)?;
+        let start = usize::try_from(offset).ok();
+        let inode = state.inodes.get_mut(&ino);
+        let done = inode.zip(start).and_then(|(inode, start)| {
+            let end = start.checked_add(data.len())?;
+            inode.current.get_mut(start..end)?.copy_from_slice(data);
+            for (i, byte) in data.iter().enumerate() {
+                if let Some(durable) = inode.durable.get_mut(start + i) {
+                    *durable = *byte;
+                }
+            }
+            Some(())
+        });
+        done.ok_or_else(|| error(OpKind::Append, path, FsErrorKind::UnexpectedEof, detail))
     }
 
     /// Flips bit `bit` (0..=7) of the byte at `offset` in both the current and the durable

@@ -343,3 +343,96 @@ fn vectored_append_is_one_concatenated_append() {
     fs.crash(CrashMode::DurableOnly);
     assert_eq!(fs.contents(path).unwrap(), b"abcde");
 }
+
+#[test]
+fn reorder_keeps_synced_bytes_and_any_subset_of_unsynced_pages_with_zero_holes() {
+    let fs = disk();
+    let f = durable_file(&fs, "a", &[1u8; 100]);
+    let tail: Vec<u8> = (0..3 * PAGE_BYTES).map(|i| (i % 251) as u8 + 2).collect();
+    f.append(&tail).unwrap();
+    let current = fs.contents(&p("/db/a")).unwrap();
+    let (mut holes, mut short) = (0, 0);
+    for seed in 0..64 {
+        let image = fs.crash_image(CrashMode::Reorder { seed });
+        let got = image.contents(&p("/db/a")).unwrap();
+        assert_eq!(got[..100], [1u8; 100], "seed {seed}: synced bytes changed");
+        assert!(got.len() <= current.len());
+        // The file ends at a page boundary or at the current end.
+        assert!(
+            got.len() == 100 || got.len() % PAGE_BYTES == 0 || got.len() == current.len(),
+            "{}",
+            got.len()
+        );
+        let mut start = 100;
+        while start < got.len() {
+            let end = ((start / PAGE_BYTES + 1) * PAGE_BYTES).min(got.len());
+            if got[start..end] != current[start..end] {
+                // A lost page: zeros.
+                assert!(got[start..end].iter().all(|b| *b == 0), "seed {seed}: page at {start} is neither");
+                holes += 1;
+            }
+            start = end;
+        }
+        if got.len() < current.len() {
+            short += 1;
+        }
+        // The disk itself is untouched.
+        assert_eq!(fs.contents(&p("/db/a")).unwrap(), current);
+    }
+    assert!(holes > 0 && short > 0, "64 seeds gave no hole ({holes}) or no lost end ({short})");
+    // Same seed, same image.
+    let a = fs.crash_image(CrashMode::Reorder { seed: 5 }).contents(&p("/db/a"));
+    assert_eq!(a, fs.crash_image(CrashMode::Reorder { seed: 5 }).contents(&p("/db/a")));
+}
+
+#[test]
+fn reorder_takes_each_unsynced_name_change_independently() {
+    let fs = disk();
+    durable_file(&fs, "old", b"old");
+    drop(fs.create(&p("/db/new")).unwrap());
+    fs.remove(&p("/db/old")).unwrap();
+    let mut seen = std::collections::BTreeSet::new();
+    for seed in 0..64 {
+        let image = fs.crash_image(CrashMode::Reorder { seed });
+        seen.insert(image.list(&p("/db")).unwrap());
+    }
+    let expected: std::collections::BTreeSet<Vec<String>> =
+        [vec![], vec!["new"], vec!["new", "old"], vec!["old"]]
+            .into_iter()
+            .map(|names| names.into_iter().map(String::from).collect())
+            .collect();
+    assert_eq!(seen, expected);
+    // After a directory sync there is nothing left to reorder.
+    fs.sync_dir(&p("/db")).unwrap();
+    let image = fs.crash_image(CrashMode::Reorder { seed: 1 });
+    assert_eq!(image.list(&p("/db")).unwrap(), vec!["new".to_string()]);
+}
+
+#[test]
+fn crash_image_is_a_separate_disk_and_leaves_the_original_running() {
+    let fs = disk();
+    let f = durable_file(&fs, "a", b"kept");
+    f.append(b" unsynced").unwrap();
+    let image = fs.crash_image(CrashMode::DurableOnly);
+    assert_eq!(image.contents(&p("/db/a")).unwrap(), b"kept");
+    // The original's handle still works, and the image does not see its writes.
+    f.append(b"!").unwrap();
+    assert_eq!(fs.contents(&p("/db/a")).unwrap(), b"kept unsynced!");
+    let g = image.open(&p("/db/a")).unwrap();
+    g.append(b"?").unwrap();
+    assert_eq!(image.contents(&p("/db/a")).unwrap(), b"kept?");
+    assert_eq!(fs.contents(&p("/db/a")).unwrap(), b"kept unsynced!");
+}
+
+#[test]
+fn overwrite_changes_current_and_durable_bytes_within_the_file() {
+    let fs = disk();
+    let f = durable_file(&fs, "a", b"abcdef");
+    f.append(b"gh").unwrap();
+    fs.overwrite(&p("/db/a"), 4, b"XYZ").unwrap();
+    assert_eq!(fs.contents(&p("/db/a")).unwrap(), b"abcdXYZh");
+    assert_eq!(fs.durable_contents(&p("/db/a")).unwrap(), b"abcdXY");
+    let err = fs.overwrite(&p("/db/a"), 7, b"too long").unwrap_err();
+    assert_eq!(err.kind, FsErrorKind::UnexpectedEof);
+    assert_eq!(fs.overwrite(&p("/db/none"), 0, b"x").unwrap_err().kind, FsErrorKind::NotFound);
+}
