@@ -348,7 +348,7 @@ fn vectored_append_is_one_concatenated_append() {
 fn reorder_keeps_synced_bytes_and_any_subset_of_unsynced_pages_with_zero_holes() {
     let fs = disk();
     let f = durable_file(&fs, "a", &[1u8; 100]);
-    let tail: Vec<u8> = (0..3 * PAGE_BYTES).map(|i| (i % 251) as u8 + 2).collect();
+    let tail: Vec<u8> = (0..3 * PAGE_BYTES).map(|i| u8::try_from(i % 251).unwrap() + 2).collect();
     f.append(&tail).unwrap();
     let current = fs.contents(&p("/db/a")).unwrap();
     let (mut holes, mut short) = (0, 0);
@@ -359,7 +359,7 @@ fn reorder_keeps_synced_bytes_and_any_subset_of_unsynced_pages_with_zero_holes()
         assert!(got.len() <= current.len());
         // The file ends at a page boundary or at the current end.
         assert!(
-            got.len() == 100 || got.len() % PAGE_BYTES == 0 || got.len() == current.len(),
+            got.len() == 100 || got.len().is_multiple_of(PAGE_BYTES) || got.len() == current.len(),
             "{}",
             got.len()
         );
