@@ -37,6 +37,32 @@ pub const PARTITION_WIDTH: u64 = 100_000;
 /// Users written by the workload.
 pub const USERS: u64 = 6;
 
+/// The size of a generated workload.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Shape {
+    /// Write batches (at least 8).
+    pub batches: usize,
+    /// Users `0..users` (at least 4: user 3 is erased by a range delete).
+    pub users: u64,
+    /// Each batch holds 1 to `max_ops` puts and deletes (plus the special ones).
+    pub max_ops: u64,
+}
+
+impl Shape {
+    /// The small workload most campaigns crash at every operation: `batches` batches of 1 to 8
+    /// operations over [`USERS`] users.
+    pub fn small(batches: usize) -> Shape {
+        Shape { batches, users: USERS, max_ops: 8 }
+    }
+
+    /// The standard fault workload of the suite (issue #7): over 10,000 events for 100 users
+    /// in 1,300 batches of 1 to 16 operations; with [`standard_options`] it spans about ten
+    /// partitions and makes dozens of flushes, a compaction and many manifest rewrites.
+    pub fn standard() -> Shape {
+        Shape { batches: 1_300, users: 100, max_ops: 16 }
+    }
+}
+
 /// The options every run of the workload opens with: small memtables, WAL segments and
 /// manifest threshold, so a short run rotates memtables and WAL segments, releases
 /// segments, and rewrites the manifest several times.
@@ -54,6 +80,18 @@ pub fn options() -> Options {
         // crashed and faulted in `compaction_crash.rs`.
         compaction_threads: 0,
         ..Options::default()
+    }
+}
+
+/// The options of the standard fault workload ([`Shape::standard`]): [`options`] scaled to
+/// its size, so that its 10,000 events make a few dozen flushes rather than a hundred (each
+/// table adds to every recovery the campaign checks).
+pub fn standard_options() -> Options {
+    Options {
+        memtable_bytes: 64 << 10,
+        wal_segment_bytes: 32 << 10,
+        manifest_rewrite_bytes: 4 << 10,
+        ..options()
     }
 }
 
@@ -192,6 +230,8 @@ pub struct Workload {
     pub steps: Vec<Step>,
     /// `prefix_hashes[j]`: fingerprint of the model of batches `0..j`.
     prefix_hashes: Vec<u64>,
+    /// Users `0..users` are written.
+    users: u64,
 }
 
 fn byte(value: u64) -> u8 {
@@ -199,9 +239,15 @@ fn byte(value: u64) -> u8 {
 }
 
 impl Workload {
-    /// The workload of `seed` with `batches` batches (at least 8).
+    /// The workload of `seed` with `batches` batches (at least 8) of [`Shape::small`].
     pub fn generate(seed: u64, batches: usize) -> Workload {
-        let batches = batches.max(8);
+        Workload::generate_shaped(seed, Shape::small(batches))
+    }
+
+    /// The workload of `seed` and `shape`.
+    pub fn generate_shaped(seed: u64, shape: Shape) -> Workload {
+        let batches = shape.batches.max(8);
+        let users = shape.users.max(4);
         let mut rng = SimRng::new(seed ^ 0x5EED_0FE4_61E5);
         let mut clock: i64 = 0;
         let mut written: Vec<(u64, i64)> = Vec::new();
@@ -214,7 +260,7 @@ impl Workload {
             let index = u32::try_from(i).unwrap_or(u32::MAX);
             clock += 1 + i64::try_from(rng.below(1_500)).unwrap_or(0);
             let special = range_deletes_at.contains(&i) || i == user_delete_at;
-            let count = 1 + rng.below(if special { 5 } else { 8 });
+            let count = 1 + rng.below(if special { 5 } else { shape.max_ops.max(1) });
             let mut ops = Vec::new();
             let payload = |rng: &mut SimRng, op: usize| -> Vec<u8> {
                 if rng.below(50) == 0 {
@@ -228,7 +274,7 @@ impl Workload {
             };
             for o in 0..count {
                 let roll = rng.below(100);
-                let user = rng.below(USERS);
+                let user = rng.below(users);
                 let pick = |rng: &mut SimRng, written: &[(u64, i64)]| {
                     let at = usize::try_from(rng.below(written.len() as u64)).unwrap_or(0);
                     written.get(at).copied()
@@ -260,7 +306,7 @@ impl Workload {
             if range_deletes_at.contains(&i) {
                 // Across about two partitions, then a put inside the range in the same batch,
                 // which the delete must not hide (it comes later in the batch).
-                let user = (i as u64) % USERS;
+                let user = (i as u64) % users;
                 let (first, last) = (clock - 150_000, clock - 20_000);
                 ops.push(EventOp::DeleteRange { user, first, last });
                 let payload = payload(&mut rng, ops.len());
@@ -290,12 +336,12 @@ impl Workload {
             apply(&mut state, &mut hash, &batch.ops);
             prefix_hashes.push(hash);
         }
-        Workload { seed, batches: list, steps, prefix_hashes }
+        Workload { seed, batches: list, steps, prefix_hashes, users }
     }
 
     /// The users the workload writes.
     pub fn users(&self) -> Vec<u64> {
-        (0..USERS).collect()
+        (0..self.users).collect()
     }
 
     /// The model of batches `0..j`.
@@ -562,6 +608,23 @@ impl std::fmt::Display for Violation {
             Violation::Loss(m) => write!(f, "wrong contents: {m}"),
         }
     }
+}
+
+/// Opens the database on `sim` and checks that it holds the model of a prefix `j` with
+/// `lo <= j <= hi` (returned): the first half of [`recover_and_check`], for campaigns that
+/// check recovery's stability on a sample of their states only.
+pub fn recover_once(
+    sim: &SimFs,
+    workload: &Workload,
+    options: &Options,
+    lo: usize,
+    hi: usize,
+) -> Result<usize, Violation> {
+    let db = Db::open_with_fs(Arc::new(sim.clone()), DIR, options.clone())
+        .map_err(|e| Violation::Reopen(format!("first open: {e} [kind {:?}]", e.kind())))?;
+    let state = read_state(&db, &workload.users())
+        .map_err(|e| Violation::Loss(format!("read after recovery failed: {e}")))?;
+    workload.check(&state, lo, hi).map_err(Violation::Loss)
 }
 
 /// Opens the database on `sim`, checks that it holds the model of a prefix `j` with

@@ -9,6 +9,9 @@
 #![forbid(unsafe_code)]
 
 pub mod engine_workload;
+pub mod explore;
+pub mod lint;
+pub mod probe;
 pub mod summary;
 pub mod wal_workload;
 

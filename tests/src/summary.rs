@@ -1,7 +1,11 @@
 //! The figures a campaign reports: points tried, states explored, faults injected and
-//! detected, and losses (which must be 0). Printed as one table when the campaign ends.
+//! detected, and losses (which must be 0). Printed as one table when the campaign ends
+//! ([`Summary::finish`]), and appended to the file `STRATA_FAULT_REPORT` names when it is
+//! set: docs/testing.md quotes the figures of a release-size run from that file, never
+//! from hand-typed text.
 
 use std::fmt;
+use std::io::Write;
 
 /// Counters of one campaign.
 #[derive(Clone, Debug, Default)]
@@ -26,6 +30,14 @@ pub struct Summary {
     pub reopen_failures: u64,
     /// Processes killed (SIGKILL) mid-write.
     pub kills: u64,
+    /// Distinct post-crash disks among `states` (identical disks are recovered once).
+    pub distinct_states: u64,
+    /// Checks of the syscall-order lint, and the rules it found broken (must be 0).
+    pub lint_checks: u64,
+    /// Broken syscall-order rules. Must be 0.
+    pub lint_violations: u64,
+    /// Answers that differed from the model while no error was reported. Must be 0.
+    pub wrong_answers: u64,
 }
 
 impl Summary {
@@ -33,24 +45,48 @@ impl Summary {
     pub fn new(name: &str) -> Self {
         Summary { name: name.to_string(), ..Summary::default() }
     }
+
+    /// Prints the table, and appends it to the file `STRATA_FAULT_REPORT` names, if set,
+    /// with the campaign's scale (`STRATA_FAULT_SCALE`) and wall time.
+    pub fn finish(&self, elapsed: std::time::Duration) {
+        println!("{self}\n(in {elapsed:.1?})");
+        let Some(path) = std::env::var_os("STRATA_FAULT_REPORT") else { return };
+        let scale = crate::env_size("STRATA_FAULT_SCALE", 1);
+        let text = format!("{self}\n| scale {scale}, {:.1} s\n\n", elapsed.as_secs_f64());
+        let written = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .and_then(|mut file| file.write_all(text.as_bytes()));
+        if let Err(e) = written {
+            eprintln!("could not append the summary to {}: {e}", path.to_string_lossy());
+        }
+    }
 }
 
 impl fmt::Display for Summary {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(f, "+-- {} ", self.name)?;
+        // Rows that do not apply to a campaign (zero, and not a must-be-0 figure) are left out.
         let rows = [
-            ("points tried", self.points),
-            ("states explored", self.states),
-            ("faults injected", self.injected),
-            ("faults reported to caller", self.detected),
-            ("processes killed", self.kills),
-            ("batches acknowledged", self.acked),
-            ("sync-acked batches checked", self.synced_checked),
-            ("reopen failures (must be 0)", self.reopen_failures),
-            ("losses (must be 0)", self.losses),
+            ("points tried", self.points, false),
+            ("states explored", self.states, false),
+            ("distinct states recovered", self.distinct_states, false),
+            ("faults injected", self.injected, false),
+            ("faults detected", self.detected, false),
+            ("processes killed", self.kills, false),
+            ("batches acknowledged", self.acked, false),
+            ("sync-acked batches checked", self.synced_checked, false),
+            ("syscall-order checks", self.lint_checks, false),
+            ("lint violations (must be 0)", self.lint_violations, self.lint_checks > 0),
+            ("wrong answers (must be 0)", self.wrong_answers, true),
+            ("reopen failures (must be 0)", self.reopen_failures, true),
+            ("losses (must be 0)", self.losses, true),
         ];
-        for (label, value) in rows {
-            writeln!(f, "| {label:<28} {value:>12}")?;
+        for (label, value, always) in rows {
+            if value > 0 || always {
+                writeln!(f, "| {label:<28} {value:>12}")?;
+            }
         }
         write!(f, "+--")
     }

@@ -211,18 +211,28 @@ pub fn load(fs: &dyn FileSystem, dir: &Path) -> Result<Option<Loaded>> {
     let corrupt = |(offset, reason)| Error::corruption(&current, offset, reason);
     let number = super::format::decode_current(&bytes).map_err(corrupt)?;
     let path = dir.join(manifest_name(number));
-    let bytes = match fs.open(&path).and_then(|file| read_all(file.as_ref())) {
-        Err(err) if err.kind == FsErrorKind::NotFound => {
+    match read_manifest(fs, &path, number)? {
+        Some(loaded) => Ok(Some(loaded)),
+        None => {
             let reason = format!("names {}, which is missing", manifest_name(number));
-            return Err(Error::corruption(&current, 0, reason));
+            Err(Error::corruption(&current, 0, reason))
         }
+    }
+}
+
+/// Reads the manifest file at `path` (number `number`) as [`load`] does, without going
+/// through CURRENT: what a checker uses to see which tables a manifest names before CURRENT
+/// switches to it. Read-only. Ok(None) when the file does not exist.
+pub fn read_manifest(fs: &dyn FileSystem, path: &Path, number: u64) -> Result<Option<Loaded>> {
+    let bytes = match fs.open(path).and_then(|file| read_all(file.as_ref())) {
+        Err(err) if err.kind == FsErrorKind::NotFound => return Ok(None),
         read => read?,
     };
     let parsed =
-        parse_manifest(&bytes).map_err(|(offset, reason)| Error::corruption(&path, offset, reason))?;
+        parse_manifest(&bytes).map_err(|(offset, reason)| Error::corruption(path, offset, reason))?;
     Ok(Some(Loaded {
         manifest_number: number,
-        path,
+        path: path.to_path_buf(),
         state: parsed.state,
         edits: parsed.edits,
         valid_bytes: parsed.valid_bytes,

@@ -27,7 +27,7 @@ mod format;
 mod log;
 
 pub use edit::{Edit, ManifestState, TableRecord};
-pub use log::{load, manifest_name, Loaded, ManifestWriter, CURRENT_NAME};
+pub use log::{load, manifest_name, read_manifest, Loaded, ManifestWriter, CURRENT_NAME};
 
 #[doc(hidden)]
 pub mod fuzzing;

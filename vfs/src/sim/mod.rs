@@ -536,6 +536,15 @@ impl SimFs {
         state.inodes.get(ino).map(|inode| inode.durable.clone())
     }
 
+    /// Whether the file now at `path` has every byte synced (its durable contents equal its
+    /// current ones), whatever its name: a temporary file may be synced before its rename.
+    pub fn is_synced(&self, path: &Path) -> bool {
+        let state = self.state.lock();
+        state
+            .inode(path)
+            .is_some_and(|inode| inode.stable == inode.current.len() && inode.durable == inode.current)
+    }
+
     /// Every current file path (not directories), sorted.
     pub fn paths(&self) -> Vec<PathBuf> {
         let state = self.state.lock();

@@ -409,6 +409,20 @@ fn reorder_takes_each_unsynced_name_change_independently() {
 }
 
 #[test]
+fn is_synced_follows_sync_data_whatever_the_name() {
+    let fs = disk();
+    let f = fs.create(&p("/db/a.tmp")).unwrap();
+    assert!(fs.is_synced(&p("/db/a.tmp")), "an empty file has nothing unsynced");
+    f.append(b"x").unwrap();
+    assert!(!fs.is_synced(&p("/db/a.tmp")));
+    f.sync_data().unwrap();
+    assert!(fs.is_synced(&p("/db/a.tmp")));
+    fs.rename(&p("/db/a.tmp"), &p("/db/a")).unwrap();
+    assert!(fs.is_synced(&p("/db/a")));
+    assert!(!fs.is_synced(&p("/db/none")));
+}
+
+#[test]
 fn crash_image_is_a_separate_disk_and_leaves_the_original_running() {
     let fs = disk();
     let f = durable_file(&fs, "a", b"kept");
