@@ -18,7 +18,7 @@ pub struct Event {
     pub user: u64,
     /// Timestamp in microseconds.
     pub ts: i64,
-    /// The event's bytes.
+    /// The event's bytes (possibly empty).
     pub payload: Bytes,
 }
 
@@ -35,7 +35,12 @@ impl WriteBatch {
         WriteBatch::default()
     }
 
-    /// Adds an event at `(user, ts)`, replacing any event stored there.
+    /// Adds an event at `(user, ts)`, replacing any event stored there. Any user and ts are
+    /// valid, and the payload may be empty (it is stored; it is not a delete). A payload
+    /// over [`MAX_PAYLOAD_BYTES`] is not added: the batch keeps an
+    /// [`Error::InvalidArgument`] (`arg` "payload", naming the size, the limit, the user and
+    /// the ts) that [`crate::Db::write`] returns without writing any of the batch. Only the
+    /// first refused operation's error is kept; [`WriteBatch::clear`] forgets it.
     pub fn put(&mut self, user: u64, ts: i64, payload: &[u8]) -> &mut Self {
         if payload.len() > MAX_PAYLOAD_BYTES {
             self.refuse(Error::invalid(
@@ -57,8 +62,11 @@ impl WriteBatch {
         self
     }
 
-    /// Deletes every event of `user` whose ts lies in `range`. An empty range (`t..t`) adds
-    /// nothing; an inverted one (`t1..t0` with `t1 > t0`) makes the batch invalid.
+    /// Deletes every event of `user` whose ts lies in `range`, bounds as given, up to
+    /// `i64::MIN` and `i64::MAX` inclusive. An empty range (`t..t`, `..i64::MIN`) adds
+    /// nothing. An inverted one (both ends bounded, the start's value above the end's,
+    /// inclusive or not: `10..5`, `5..=4`) is not added and makes the batch invalid:
+    /// [`crate::Db::write`] refuses it with `InvalidArgument` (`arg` "range").
     pub fn delete_range(&mut self, user: u64, range: impl RangeBounds<i64>) -> &mut Self {
         match inclusive_bounds(&range) {
             Ok(Some((first, last))) => {
@@ -70,12 +78,13 @@ impl WriteBatch {
         self
     }
 
-    /// Number of operations.
+    /// Number of operations (refused ones are not counted).
     pub fn len(&self) -> usize {
         self.inner.len() as usize
     }
 
-    /// Whether the batch holds no operation.
+    /// Whether the batch holds no operation. A batch holding only refused operations is
+    /// empty, yet [`crate::Db::write`] still refuses it.
     pub fn is_empty(&self) -> bool {
         self.inner.is_empty()
     }

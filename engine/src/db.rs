@@ -148,14 +148,36 @@ impl Db {
         &self.inner.dir
     }
 
-    /// Stores one event (not synced; see [`WriteOptions::sync`]).
+    /// Stores one event (not synced; see [`WriteOptions::sync`]), replacing any event at
+    /// `(user, ts)`. Every user and ts, `0`, `u64::MAX`, `i64::MIN` and `i64::MAX` included,
+    /// is an ordinary key. An empty payload is stored, and read back as an event with an
+    /// empty payload, not as a delete. A payload over
+    /// [`MAX_PAYLOAD_BYTES`](crate::MAX_PAYLOAD_BYTES) is refused with
+    /// [`Error::InvalidArgument`] (`arg` "payload", the message naming the size, the limit,
+    /// the user and the ts), and nothing is written.
     pub fn put(&self, user: u64, ts: i64, payload: &[u8]) -> Result<()> {
         let mut batch = WriteBatch::new();
         batch.put(user, ts, payload);
         self.write(&batch, &WriteOptions::default())
     }
 
-    /// Applies `batch` atomically. An empty batch is accepted and does nothing.
+    /// Applies `batch` atomically: after a crash all of it is there or none, and its
+    /// operations take consecutive seqnos in batch order.
+    ///
+    /// Refused with [`Error::InvalidArgument`] before anything is written (no seqno, no WAL
+    /// byte): a batch holding a refused operation (a payload over
+    /// [`MAX_PAYLOAD_BYTES`](crate::MAX_PAYLOAD_BYTES), `arg` "payload"; an inverted range,
+    /// `arg` "range"; the first one is returned), and a batch whose encoding is over
+    /// [`MAX_BATCH_BYTES`](crate::wal::MAX_BATCH_BYTES) (128 MiB, about 4.6 million puts of
+    /// 8-byte payloads; `arg` "batch", naming the size).
+    ///
+    /// An empty batch returns `Ok` and does nothing at all: no WAL record, no seqno, and no
+    /// fsync even with `sync`, so it does not make earlier writes durable (that is
+    /// [`Db::sync_wal`]). On a closed or poisoned database it fails like any write.
+    ///
+    /// However large, a batch is one WAL record (which may be longer than
+    /// `Options::wal_segment_bytes`) and enters the mutable memtable whole: memory may pass
+    /// `Options::memtable_bytes` by up to one batch, and the memtable is rotated right after.
     pub fn write(&self, batch: &WriteBatch, options: &WriteOptions) -> Result<()> {
         if let Some(err) = &batch.invalid {
             return Err(err.clone());
@@ -188,23 +210,31 @@ impl Db {
         Ok(())
     }
 
-    /// The event at `(user, ts)`, if there is one.
+    /// The event at `(user, ts)`, if there is one; any user and ts may be asked for, the
+    /// extremes of their types included. A stored empty payload is `Some` (an event with an
+    /// empty payload); `None` means there is no event.
     pub fn get(&self, user: u64, ts: i64) -> Result<Option<Event>> {
         self.view()?.get(user, ts)
     }
 
-    /// The newest `n` events of `user`, newest first.
+    /// The newest `n` events of `user`, newest first (an event at `i64::MAX` comes first, one
+    /// at `i64::MIN` last); none for `n == 0`.
     pub fn latest(&self, user: u64, n: usize) -> Result<Vec<Event>> {
         self.view()?.latest(user, n)
     }
 
-    /// The events of `user` with a ts in `range`, ascending, streamed. An inverted range is
-    /// an `InvalidArgument` error; an empty one yields nothing.
+    /// The events of `user` with a ts in `range`, ascending, streamed. Any bound form works,
+    /// up to `i64::MIN` and `i64::MAX` inclusive (`..` is every event). A range is inverted
+    /// when both ends are bounded and the start's value is above the end's, inclusive or
+    /// not: `10..5`, and also `5..=4` (which std calls empty), are refused by this call with
+    /// [`Error::InvalidArgument`] (`arg` "range", naming both bounds). A range that holds no
+    /// timestamp but is not inverted (`5..5`, `..i64::MIN`) yields nothing.
     pub fn range(&self, user: u64, range: impl std::ops::RangeBounds<i64>) -> Result<RangeIter> {
         self.view()?.range(user, range)
     }
 
-    /// Erases every event of `user`, durably (the write is synced). The events are hidden
+    /// Erases every event of `user` (any id, `0` and `u64::MAX` included; no other user is
+    /// touched), durably (the write is synced). The events are hidden
     /// at once; their bytes go when compaction rewrites the tables that hold them.
     pub fn delete_user(&self, user: u64) -> Result<()> {
         let mut batch = WriteBatch::new();
@@ -288,7 +318,8 @@ impl Db {
         let wal = self.inner.log.write().take();
         let synced = match wal {
             // Everything is in tables, durably named by the manifest: the log holds nothing
-            // the next open needs, so it goes, and that open reads no log at all.
+            // the next open needs, so it goes, but for an empty segment that tells that open
+            // where the log ended (and so catches a manifest whose last edit was lost).
             Some(wal) if flushed.is_ok() => {
                 let persisted = self.inner.current.read().version.state.persisted_seqno;
                 wal.close_released(persisted).map(drop).map_err(Error::from)
@@ -622,8 +653,12 @@ impl Inner {
             let fresh = fresh_manifest(&self.fs, &self.dir, manifest.number() + 1, &version.state)?;
             let stale = std::mem::replace(&mut *manifest, fresh);
             self.counters.manifest_bytes_retired.fetch_add(stale.bytes_written(), Ordering::Relaxed);
-            // A leftover is removed by the next open; CURRENT no longer names it.
-            let _ = self.fs.remove(stale.path());
+            // Removed durably: a stale CURRENT (a lost or misdirected write of a later
+            // switch) must find the old manifest gone and be refused, not be served a state
+            // it holds. A failed removal is left to the next open, which removes leftovers.
+            if self.fs.remove(stale.path()).is_ok() {
+                self.fs.sync_dir(&self.dir)?;
+            }
         }
         Ok(())
     }
@@ -785,7 +820,8 @@ impl Snapshot {
         self.view.latest(user, n)
     }
 
-    /// The events of `user` in `range` as of the snapshot, ascending.
+    /// The events of `user` in `range` as of the snapshot, ascending; `range` is checked as
+    /// by [`Db::range`].
     pub fn range(&self, user: u64, range: impl std::ops::RangeBounds<i64>) -> Result<RangeIter> {
         self.view.range(user, range)
     }

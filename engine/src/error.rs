@@ -46,11 +46,15 @@ pub enum Error {
         /// What is wrong.
         reason: String,
     },
-    /// The manifest references a table file that is not there.
-    #[error("table {file} is referenced by the manifest but missing: the database refuses to open rather than drop its events")]
+    /// The manifest references a table file that is not there. Either the table was lost
+    /// or the manifest holds edits it should not (a stale or misdirected write), so both
+    /// are named.
+    #[error("table {file} is referenced by the manifest {manifest} but missing: the database refuses to open rather than drop its events")]
     MissingTable {
         /// The missing table.
         file: PathBuf,
+        /// The manifest that references it.
+        manifest: PathBuf,
     },
     /// The directory holds files, but not a strata database.
     #[error("{path} is not a strata database: {reason}")]

@@ -53,6 +53,9 @@ pub(crate) fn open(fs: Arc<dyn FileSystem>, dir: &Path, options: Options) -> Res
             (state, Some(writer), None)
         }
     };
+    // The manifest the state was read from (a new database's is number 1): errors that
+    // blame the state name it.
+    let state_source = dir.join(manifest_name(old_manifest.unwrap_or(1)));
     if state.partition_width != options.partition_width {
         return Err(Error::invalid(
             "partition_width",
@@ -67,7 +70,7 @@ pub(crate) fn open(fs: Arc<dyn FileSystem>, dir: &Path, options: Options) -> Res
     for record in state.tables.values() {
         let name = table_name(record.number);
         if names.binary_search(&name).is_err() {
-            return Err(Error::MissingTable { file: dir.join(name) });
+            return Err(Error::MissingTable { file: dir.join(name), manifest: state_source.clone() });
         }
         tables.insert(record.number, TableFile::open(&fs, dir, record.clone(), &cache)?);
     }
@@ -83,8 +86,10 @@ pub(crate) fn open(fs: Arc<dyn FileSystem>, dir: &Path, options: Options) -> Res
     let (wal, recovery) = Wal::open(Arc::clone(&fs), dir.join(WAL_DIR), wal_options, persisted)?;
     let first_replayed = recovery.batches.first().map_or(wal.next_seqno(), |b| b.first_seqno);
     if first_replayed > persisted.saturating_add(1) {
+        // The manifest is what fell behind (a lost, stale or misdirected write of its last
+        // edits): name it, so that the error points at the damaged file.
         return Err(Error::corruption(
-            dir.join(CURRENT_NAME),
+            &state_source,
             0,
             format!(
                 "the manifest says seqnos up to {persisted} are in tables, but the WAL starts at \
@@ -195,4 +200,88 @@ fn remove_unreferenced(fs: &dyn FileSystem, dir: &Path, version: &Version, manif
         fs.sync_dir(dir)?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+    use std::sync::Arc;
+
+    use strata_vfs::{CrashMode, SimFs};
+
+    use crate::manifest::load;
+    use crate::{Db, ErrorKind, Options};
+
+    fn options() -> Options {
+        Options { partition_width: 1_000, manifest_rewrite_bytes: 1 << 30, ..Options::default() }
+    }
+
+    fn closed_database(sim: &SimFs, options: &Options) {
+        let db = Db::open_with_fs(Arc::new(sim.clone()), "/db", options.clone()).unwrap();
+        for ts in 0..50 {
+            db.put(1, ts, b"payload").unwrap();
+            if ts % 10 == 9 {
+                db.flush().unwrap();
+            }
+        }
+        db.put(1, 99, b"last").unwrap();
+        db.close().unwrap();
+        sim.crash(CrashMode::DurableOnly);
+    }
+
+    fn refused_naming(sim: &SimFs, options: &Options, file: &str) {
+        match Db::open_with_fs(Arc::new(sim.clone()), "/db", options.clone()) {
+            Err(e) => {
+                assert_eq!(e.kind(), ErrorKind::Corruption, "{e}");
+                assert!(e.to_string().contains(file), "{e} does not name {file}");
+            }
+            Ok(db) => panic!("opened, holding {} events", db.range(1, ..).unwrap().count()),
+        }
+    }
+
+    /// Regression (found by `tests/tests/lost_writes.rs`): after a clean close, a lost write
+    /// of the manifest's last edit (the final flush) passed for a torn one, and with the WAL
+    /// removed whole nothing contradicted the older state: the open silently served the
+    /// database without the final flush. `close` now leaves an empty WAL segment that says
+    /// where the log ended, and the open refuses, naming the manifest.
+    #[test]
+    fn a_lost_final_manifest_edit_after_a_clean_close_is_refused() {
+        let (sim, options) = (SimFs::new(), options());
+        closed_database(&sim, &options);
+        let loaded = load(&sim, Path::new("/db")).unwrap().unwrap();
+        let bytes = sim.contents(&loaded.path).unwrap();
+        let last = last_record_offset(&bytes);
+        sim.overwrite(&loaded.path, last as u64, &vec![0; bytes.len() - last]).unwrap();
+        let name = loaded.path.file_name().unwrap().to_string_lossy().into_owned();
+        refused_naming(&sim, &options, &name);
+    }
+
+    /// Regression (found by `tests/tests/lost_writes.rs`): the manifest a rewrite retired was
+    /// removed without a directory sync, so after a power loss it was back, and a stale
+    /// CURRENT naming it (a lost write of the switch) was served without complaint.
+    #[test]
+    fn a_stale_current_naming_a_retired_manifest_is_refused() {
+        let sim = SimFs::new();
+        let options = Options { manifest_rewrite_bytes: 1, ..options() };
+        let db = Db::open_with_fs(Arc::new(sim.clone()), "/db", options.clone()).unwrap();
+        db.put(1, 1, b"x").unwrap();
+        let stale = sim.contents(Path::new("/db/CURRENT")).unwrap();
+        db.flush().unwrap();
+        drop(db);
+        sim.crash(CrashMode::DurableOnly);
+        sim.overwrite(Path::new("/db/CURRENT"), 0, &stale).unwrap();
+        refused_naming(&sim, &options, "CURRENT");
+    }
+
+    /// Where the last record of a manifest file starts (header 16 bytes; a record is a
+    /// 12-byte header, its first 4 bytes the body length, then the body).
+    fn last_record_offset(bytes: &[u8]) -> usize {
+        let (mut at, mut last) = (16, 16);
+        while at < bytes.len() {
+            last = at;
+            let len = u32::from_le_bytes(bytes[at..at + 4].try_into().unwrap()) as usize;
+            at += 12 + len;
+        }
+        last
+    }
 }

@@ -12,8 +12,9 @@ use crate::{Error, Result};
 /// One day in microseconds: the default partition width.
 pub const DAY_MICROS: u64 = 86_400_000_000;
 
-/// Largest payload of one event (1 MiB). Behavior events are tens of bytes; the limit keeps
-/// one event from dominating a block or a memtable.
+/// Largest payload of one event (1 MiB): a payload of exactly this size is accepted, one
+/// byte more is refused as `InvalidArgument` (`arg` "payload"). Behavior events are tens of
+/// bytes; the limit keeps one event from dominating a block or a memtable.
 pub const MAX_PAYLOAD_BYTES: usize = 1 << 20;
 
 /// How retention measures "now".

@@ -224,9 +224,9 @@ impl Wal {
     }
 
     /// Like [`Wal::close`], then, if every appended batch is at or below `persisted` (durable
-    /// elsewhere, as after a database's final flush), removes every segment, the active one
-    /// included, and syncs the directory. The next open then starts a fresh segment at
-    /// `persisted + 1` instead of reading a log that holds nothing it needs. Returns how
+    /// elsewhere, as after a database's final flush), replaces the log by one empty segment
+    /// named `persisted + 1` (the active one, if it is that already) and syncs the directory.
+    /// The next open then reads no record, but still learns where the log ended. Returns how
     /// many segments were removed (0 when some batch is above `persisted`).
     pub fn close_released(self, persisted: u64) -> Result<usize> {
         let next = self.next_seqno();
@@ -238,13 +238,22 @@ impl Wal {
             return Ok(0);
         }
         let list: Vec<u64> = std::mem::take(&mut *segments.list.lock());
-        for &seqno in &list {
+        // The empty segment is the only record of where the log ended once the batches are
+        // in tables. Without it, a lost or misdirected write of the manifest's last edit
+        // would leave an older manifest that an empty log cannot contradict, and the next
+        // open would serve the older state; with it, that open finds the log starting past
+        // the manifest's persisted seqno and refuses.
+        if list.last() != Some(&next) {
+            drop(create_segment(fs.as_ref(), &dir, next)?);
+        }
+        let old: Vec<u64> = list.into_iter().filter(|&seqno| seqno != next).collect();
+        for &seqno in &old {
             fs.remove(&segment_path(&dir, seqno))?;
         }
-        if !list.is_empty() {
+        if !old.is_empty() {
             fs.sync_dir(&dir)?;
         }
-        Ok(list.len())
+        Ok(old.len())
     }
 
     fn stop_syncer(&mut self) {

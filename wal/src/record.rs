@@ -44,7 +44,7 @@ pub const SEGMENT_HEADER_LEN: usize = 32;
 /// Size of a record header.
 pub const RECORD_HEADER_LEN: usize = 24;
 /// Size of the smallest encoded operation (a delete: tag, user, ts).
-const MIN_OP_LEN: usize = 17;
+pub(crate) const MIN_OP_LEN: usize = 17;
 
 fn le_u32(bytes: &[u8], at: usize) -> u32 {
     let mut array = [0u8; 4];

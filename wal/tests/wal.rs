@@ -83,9 +83,9 @@ fn segments_rotate_at_the_size_limit_and_release_removes_persisted_ones() {
     assert_eq!(firsts, (21..=39).step_by(2).collect::<Vec<_>>());
 }
 
-/// `close_released` removes every segment, the active one too, only when everything
-/// appended is persisted elsewhere, durably (a power cut right after keeps it removed); the
-/// next open starts at `persisted + 1`.
+/// `close_released` replaces the log by one empty segment named `persisted + 1` only when
+/// everything appended is persisted elsewhere, durably (a power cut right after keeps it
+/// so); the next open starts there.
 #[test]
 fn close_released_removes_the_whole_log_only_when_everything_is_persisted() {
     let fs = SimFs::new();
@@ -101,7 +101,9 @@ fn close_released_removes_the_whole_log_only_when_everything_is_persisted() {
     let removed = wal.close_released(20).unwrap();
     assert!(removed >= 1);
     fs.crash(CrashMode::DurableOnly);
-    assert!(fs.paths().iter().all(|p| !p.to_string_lossy().ends_with(".wal")), "{:?}", fs.paths());
+    let segments: Vec<_> = fs.paths().into_iter().filter(|p| p.to_string_lossy().ends_with(".wal")).collect();
+    assert_eq!(segments, [seg(21)]);
+    assert_eq!(fs.contents(&seg(21)).unwrap().len(), 32, "the segment is empty");
     let (wal, recovery) = Wal::open(Arc::new(fs.clone()), DIR, options, 20).unwrap();
     assert!(recovery.batches.is_empty());
     assert_eq!(wal.next_seqno(), 21);
@@ -210,6 +212,30 @@ fn damage_in_an_earlier_segment_is_never_taken_for_a_torn_tail() {
     let len = fs.contents(&seg(1)).unwrap().len() as u64;
     fs.flip_bit(&seg(1), len - 1, 0).unwrap();
     assert!(matches!(open(&fs, options), Err(WalError::Corruption { .. })));
+}
+
+/// Regression (found by `tests/tests/lost_writes.rs`): a misdirected write in the last
+/// segment, the final record lost (zeros) and its bytes landed on the record before it, was
+/// taken for a torn tail: recovery cut the log at the out-of-sequence record and silently
+/// dropped a synced batch that nothing had damaged but the misdirected write. A record whose
+/// checksum holds is never a torn write: recovery must refuse.
+#[test]
+fn a_checksummed_record_out_of_sequence_at_the_tail_is_corruption_not_a_torn_write() {
+    let fs = SimFs::new();
+    let (wal, _) = open(&fs, WalOptions::default()).unwrap();
+    for tag in 1..=3 {
+        wal.append(&batch(tag, 2), true).unwrap();
+    }
+    wal.close().unwrap();
+    let bytes = fs.contents(&seg(1)).unwrap();
+    let record = (bytes.len() - 32) / 3;
+    let (second, third) = (32 + record, 32 + 2 * record);
+    fs.overwrite(&seg(1), third as u64, &vec![0; record]).unwrap();
+    fs.overwrite(&seg(1), second as u64, &bytes[third..]).unwrap();
+    match open(&fs, WalOptions::default()) {
+        Err(WalError::Corruption { path, offset, .. }) => assert_eq!((path, offset), (seg(1), second as u64)),
+        other => panic!("expected corruption at offset {second}, got {other:?}"),
+    }
 }
 
 #[test]
