@@ -38,17 +38,20 @@ pub struct Summary {
     pub lint_violations: u64,
     /// Answers that differed from the model while no error was reported. Must be 0.
     pub wrong_answers: u64,
+    /// When the campaign started ([`Summary::new`]).
+    pub started: Option<std::time::Instant>,
 }
 
 impl Summary {
     /// A campaign with no figures yet.
     pub fn new(name: &str) -> Self {
-        Summary { name: name.to_string(), ..Summary::default() }
+        Summary { name: name.to_string(), started: Some(std::time::Instant::now()), ..Summary::default() }
     }
 
     /// Prints the table, and appends it to the file `STRATA_FAULT_REPORT` names, if set,
-    /// with the campaign's scale (`STRATA_FAULT_SCALE`) and wall time.
-    pub fn finish(&self, elapsed: std::time::Duration) {
+    /// with the campaign's scale (`STRATA_FAULT_SCALE`) and its wall time since `new`.
+    pub fn finish(&self) {
+        let elapsed = self.started.map(|t| t.elapsed()).unwrap_or_default();
         println!("{self}\n(in {elapsed:.1?})");
         let Some(path) = std::env::var_os("STRATA_FAULT_REPORT") else { return };
         let scale = crate::env_size("STRATA_FAULT_SCALE", 1);

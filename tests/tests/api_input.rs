@@ -48,7 +48,6 @@ mod harness;
 use std::ops::Bound::{Excluded, Included, Unbounded};
 use std::path::Path;
 use std::sync::Arc;
-use std::time::Instant;
 
 use harness::{api_options, inverted, Edit, RemoveOnDrop, Run};
 
@@ -166,51 +165,46 @@ fn small_cases(run: &mut Run) {
     empty_case(run);
 }
 
-fn finish(run: Run, start: Instant) {
+fn finish(run: Run) {
     let (summary, failures) = run.finish();
-    summary.finish(start.elapsed());
+    summary.finish();
     assert!(failures.is_empty(), "{} failures:\n{}", failures.len(), failures.join("\n"));
 }
 
 #[test]
 fn payloads_empty_maximal_and_one_over() {
-    let start = Instant::now();
     let summary = Summary::new("api_input: payloads");
     let mut run = Run::sim("payloads", summary);
     payload_case(&mut run);
-    finish(run, start);
+    finish(run);
 }
 
 #[test]
 fn timestamps_at_both_ends_of_i64() {
-    let start = Instant::now();
     let summary = Summary::new("api_input: i64::MIN / i64::MAX timestamps");
     let mut run = Run::sim("timestamps", summary);
     timestamp_case(&mut run);
-    finish(run, start);
+    finish(run);
 }
 
 #[test]
 fn users_zero_and_u64_max_are_isolated() {
-    let start = Instant::now();
     let summary = Summary::new("api_input: users 0 and u64::MAX");
     let mut run = Run::sim("users", summary);
     user_case(&mut run);
-    finish(run, start);
+    finish(run);
 }
 
 #[test]
 fn inverted_ranges_are_refused_and_empty_ones_are_empty() {
-    let start = Instant::now();
     let summary = Summary::new("api_input: inverted and empty ranges");
     let mut run = Run::sim("ranges", summary);
     inverted_case(&mut run);
-    finish(run, start);
+    finish(run);
 }
 
 #[test]
 fn an_empty_batch_does_no_io_and_a_closed_db_refuses_it() {
-    let start = Instant::now();
     let summary = Summary::new("api_input: empty batch");
     let sim = SimFs::new();
     let (trace, log) = TraceFs::logged(Arc::new(sim.clone()));
@@ -220,7 +214,7 @@ fn an_empty_batch_does_no_io_and_a_closed_db_refuses_it() {
     empty_case(&mut run);
     let ops = log.lock()[before..].to_vec();
     assert!(ops.is_empty(), "empty batch: the writes did file-system operations {ops:?}");
-    finish(run, start);
+    finish(run);
     let closed = Db::open_with_fs(Arc::new(SimFs::new()), DIR, api_options()).unwrap();
     closed.close().unwrap();
     let err = closed.write(&WriteBatch::new(), &WriteOptions { sync: true }).unwrap_err();
@@ -266,7 +260,6 @@ fn check_million(db: &Db, users: u64, per_user: u64, all_or_none: bool) -> Resul
 
 #[test]
 fn a_batch_of_a_million_events_is_atomic_and_one_over_the_limit_is_refused() {
-    let start = Instant::now();
     let summary = Summary::new("api_input: 1 M event batch");
     let events = env_size("STRATA_API_BIG_BATCH", 1_000_000);
     let (batch, users, per_user) = million(events);
@@ -297,7 +290,7 @@ fn a_batch_of_a_million_events_is_atomic_and_one_over_the_limit_is_refused() {
     run.watch(2);
     run.refuse(&over, "batch", &needles);
     drop(over);
-    finish(run, start);
+    finish(run);
 }
 
 /// A copy of `sim` (crashed) with its largest WAL segment cut `cut` bytes short.
@@ -319,7 +312,6 @@ fn torn_copy(sim: &SimFs, cut: u64) -> (SimFs, String) {
 
 #[test]
 fn a_million_event_batch_with_a_torn_wal_record_is_all_or_none() {
-    let start = Instant::now();
     let mut summary = Summary::new("api_input: torn 1 M event batch");
     let (batch, users, per_user) = million(env_size("STRATA_API_BIG_BATCH", 1_000_000));
     // Large memtables and segments: the batch stays in the WAL alone, as its last record.
@@ -362,7 +354,7 @@ fn a_million_event_batch_with_a_torn_wal_record_is_all_or_none() {
             }
         }
     }
-    summary.finish(start.elapsed());
+    summary.finish();
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
 
@@ -441,7 +433,6 @@ fn random_batch(run: &mut Run, rng: &mut SimRng, tag: u64) {
 
 #[test]
 fn random_mixes_of_edge_values_match_the_model() {
-    let start = Instant::now();
     let mut summary = Summary::new("api_input: random edge values");
     let base = env_size("STRATA_API_SEED_BASE", 0);
     let seeds = env_size("STRATA_API_SEEDS", 3) * scale();
@@ -461,13 +452,12 @@ fn random_mixes_of_edge_values_match_the_model() {
         summary = back;
         failures.extend(more);
     }
-    summary.finish(start.elapsed());
+    summary.finish();
     assert!(failures.is_empty(), "{} failures:\n{}", failures.len(), failures.join("\n"));
 }
 
 #[test]
 fn the_small_cases_hold_on_the_real_file_system() {
-    let start = Instant::now();
     let summary = Summary::new("api_input: real file system");
     let dir = std::env::temp_dir().join(format!("strata-api-input-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
@@ -475,6 +465,6 @@ fn the_small_cases_hold_on_the_real_file_system() {
     let options = api_options();
     let mut run = Run::on("real fs", Arc::new(strata_vfs::OsFs), None, dir, options, summary);
     small_cases(&mut run);
-    finish(run, start);
+    finish(run);
     drop(cleanup);
 }

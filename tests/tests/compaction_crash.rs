@@ -353,7 +353,7 @@ fn crash_campaign(name: &str, mode_index: usize) {
         summary.injected += u64::from(reached);
         summary.detected += u64::from(reached && r.compacted.is_err());
     }
-    println!("{summary}");
+    summary.finish();
     println!("| {ops} operations, stride {stride}, offset {offset}, {:.1?}", started.elapsed());
     for failure in failures.iter().take(10) {
         println!("FAILURE: {failure}");
@@ -449,7 +449,7 @@ fn faulty_read(action: FaultAction, expected: ErrorKind) -> Summary {
             failures.push(format!("{what}: {e}"));
         }
     }
-    println!("{summary}");
+    summary.finish();
     for failure in failures.iter().take(10) {
         println!("FAILURE: {failure}");
     }
@@ -570,7 +570,7 @@ fn crash_at_every_operation_of_background_compaction() {
         summary.states += 1;
         summary.injected += u64::from(hit);
     }
-    println!("{summary}");
+    summary.finish();
     println!(
         "| {} operations ({open_ops} of the open), {:.1?}; {rewritten} tables rewritten",
         ops,

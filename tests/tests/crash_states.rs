@@ -25,8 +25,6 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::cast_possible_truncation)]
 
-use std::time::Instant;
-
 use strata_tests::engine_workload::{standard_options, Shape, Workload};
 use strata_tests::env_size;
 use strata_tests::explore::{explore, Plan};
@@ -57,9 +55,8 @@ fn crash_at_every_operation_of_the_standard_fault_workload() {
         .flat_map(|b| &b.ops)
         .filter(|op| matches!(op, strata_tests::engine_workload::EventOp::Put { .. }))
         .count();
-    let start = Instant::now();
     let report = explore("crash states: standard fault workload", &w, &standard_options(), &plan());
-    report.summary.finish(start.elapsed());
+    report.summary.finish();
     println!(
         "workload seed {}: {} batches, {events} events, {} users; {} flushes, {} compactions, {} partitions, \
          {} manifests",

@@ -152,7 +152,7 @@ fn crash_campaign(name: &str, mode_index: usize) {
         }
         point += stride;
     }
-    println!("{summary}");
+    summary.finish();
     println!("| stride {stride}, offset {offset}, {:.1?}", start.elapsed());
     for failure in failures.iter().take(10) {
         println!("FAILURE: {failure}");

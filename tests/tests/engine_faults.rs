@@ -155,7 +155,7 @@ fn error_campaign(name: &str, kind: FsErrorKind, offset: u64) {
         check_after_fault(&w, &options, &sim, &outcome, &replay, &mut summary, &mut failures);
         point += stride;
     }
-    println!("{summary}");
+    summary.finish();
     println!("| stride {stride}, offset {offset}, {:.1?}", start.elapsed());
     println!("| faults no caller saw (best-effort removals, ignored by design): {swallowed:?}");
     for failure in failures.iter().take(10) {
@@ -240,7 +240,7 @@ fn a_failed_fsync_poisons_the_database_and_reads_still_work() {
         *by_file.entry(format!("{op} {file}")).or_default() += 1;
         check_after_fault(&w, &options, &sim, &outcome, &replay, &mut summary, &mut failures);
     }
-    println!("{summary}");
+    summary.finish();
     println!(
         "| {} syncs in the workload, stride {stride}, {shifted} shifted (the next sync failed), {:.1?}",
         syncs.len(),
@@ -390,7 +390,7 @@ fn read_fault_sweep(name: &str, base: &SimFs, w: &Workload, flip_seeds: u64) -> 
             summary.injected += u64::from(reached);
         }
     }
-    println!("{summary}");
+    summary.finish();
     println!("| {} reads per recovery; outcomes {outcomes:#?}", reads.len());
     for failure in failures.iter().take(10) {
         println!("FAILURE: {failure}");

@@ -553,7 +553,7 @@ fn failed_open_releases_every_descriptor() {
     summary.states = figures.get("reopens checked at the normal limit");
     summary.injected = summary.points - 1;
     summary.detected = figures.get("opens refused (typed)");
-    println!("{summary}");
+    summary.finish();
     figures.print("failed opens: descriptors");
     println!("time: {elapsed:.2?}");
     assert_eq!(summary.detected, summary.injected, "every limit below the need must refuse the open");
@@ -573,7 +573,7 @@ fn many_tables_under_a_low_descriptor_limit() {
     summary.detected = refusals.iter().map(|what| figures.get(&format!("{what} refused (typed)"))).sum();
     summary.acked = figures.get("writes acknowledged under the limit");
     summary.synced_checked = summary.acked;
-    println!("{summary}");
+    summary.finish();
     figures.print("many tables: descriptors");
     println!("time: {elapsed:.2?}");
     assert!(figures.get("opens under the limit") > 0, "no open succeeded under the limit");
@@ -673,7 +673,7 @@ fn one_million_distinct_users() {
     summary.points = checked;
     summary.states = 1;
     summary.acked = users.div_ceil(10_000);
-    println!("{summary}");
+    summary.finish();
     let figures = Figures(vec![
         ("users written".into(), users),
         ("events written".into(), events),

@@ -8,7 +8,7 @@
 //!
 //! The child is this test binary again, running `child_writes_synced_batches` with
 //! `STRATA_KILL_CHILD_DIR` set (without it, that test does nothing). `STRATA_KILLS` sets the
-//! number of kills (default 100), `STRATA_KILL_SEED` the seed of the kill moments; a failure
+//! number of kills (default 100, times `STRATA_FAULT_SCALE`), `STRATA_KILL_SEED` the seed of the kill moments; a failure
 //! names the iteration and its seed.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::cast_possible_truncation)]
 
@@ -132,7 +132,7 @@ fn recovered(db: &Db, upto: u64) -> (Vec<u64>, u64) {
 
 #[test]
 fn sigkill_at_random_moments_loses_no_acknowledged_batch() {
-    let kills = env_size("STRATA_KILLS", 100);
+    let kills = env_size("STRATA_KILLS", 100) * env_size("STRATA_FAULT_SCALE", 1).max(1);
     let seed = env_size("STRATA_KILL_SEED", 0x5349_474b_494c_4c01);
     let mut rng = SimRng::new(seed);
     let mut summary = Summary::new("SIGKILL of a writer on the real file system");
@@ -180,5 +180,5 @@ fn sigkill_at_random_moments_loses_no_acknowledged_batch() {
         std::fs::remove_dir_all(&dir).unwrap();
     }
     let _ = std::fs::remove_dir_all(&root);
-    println!("{summary}");
+    summary.finish();
 }
