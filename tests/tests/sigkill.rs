@@ -8,8 +8,8 @@
 //!
 //! The child is this test binary again, running `child_writes_synced_batches` with
 //! `STRATA_KILL_CHILD_DIR` set (without it, that test does nothing). `STRATA_KILLS` sets the
-//! number of kills (default 100, times `STRATA_FAULT_SCALE`), `STRATA_KILL_SEED` the seed of the kill moments; a failure
-//! names the iteration and its seed.
+//! number of kills (default 100, times `STRATA_FAULT_SCALE`), `STRATA_KILL_SEED` the seed of
+//! the kill moments; a failure names the iteration and its seed.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::cast_possible_truncation)]
 
 use std::io::{BufRead, BufReader, Write};
