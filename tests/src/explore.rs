@@ -205,7 +205,7 @@ fn crash_during_recovery(disk: &SimFs, job: &Job, w: &Workload, options: &Option
     }
     let count = images.len() as u64;
     for (what, image) in images {
-        if let Err(e) = recover_and_check(&image, w, options, job.lo, job.hi) {
+        if let Err(e) = recover_once(&image, w, options, job.lo, job.hi) {
             failures.push(format!("{}, then a crash at {what}: {e}", job.what));
         }
     }
@@ -226,6 +226,7 @@ fn worker(rx: &Mutex<Receiver<Job>>, w: &Workload, options: &Options, plan: &Pla
 
 /// Plays `w` on `options` and explores its crash states per `plan`. See the module docs.
 pub fn explore(name: &str, w: &Workload, options: &Options, plan: &Plan) -> Report {
+    let mut summary = Summary::new(name);
     let sim = SimFs::new();
     let progress = Arc::new(Progress::default());
     let lint = Arc::new(Mutex::new(Lint::new(Path::new(DIR))));
@@ -278,7 +279,6 @@ pub fn explore(name: &str, w: &Workload, options: &Options, plan: &Plan) -> Repo
     });
     let tally = tally.into_inner();
     let lint = std::mem::take(&mut *lint.lock());
-    let mut summary = Summary::new(name);
     summary.points = run.points;
     summary.states = tally.states + tally.recovery_states;
     summary.distinct_states = tally.distinct;

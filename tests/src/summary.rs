@@ -48,6 +48,23 @@ impl Summary {
         Summary { name: name.to_string(), started: Some(std::time::Instant::now()), ..Summary::default() }
     }
 
+    /// Adds the counters of `other` (another run of the same campaign) to these.
+    pub fn absorb(&mut self, other: &Summary) {
+        self.points += other.points;
+        self.states += other.states;
+        self.injected += other.injected;
+        self.detected += other.detected;
+        self.acked += other.acked;
+        self.synced_checked += other.synced_checked;
+        self.losses += other.losses;
+        self.reopen_failures += other.reopen_failures;
+        self.kills += other.kills;
+        self.distinct_states += other.distinct_states;
+        self.lint_checks += other.lint_checks;
+        self.lint_violations += other.lint_violations;
+        self.wrong_answers += other.wrong_answers;
+    }
+
     /// Prints the table, and appends it to the file `STRATA_FAULT_REPORT` names, if set,
     /// with the campaign's scale (`STRATA_FAULT_SCALE`) and its wall time since `new`.
     pub fn finish(&self) {

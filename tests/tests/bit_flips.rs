@@ -39,6 +39,8 @@ use strata::sstable::format::{Footer, FOOTER_LEN};
 use strata::{Db, Error, ErrorKind, Options};
 use strata_tests::engine_workload::{copy_disk, options, play, run, Outcome, State, Step, Workload, DIR};
 use strata_tests::env_size;
+
+const WAL_RECORD_HEADER: u64 = strata_wal::RECORD_HEADER_LEN as u64;
 use strata_tests::summary::Summary;
 use strata_vfs::{CrashMode, SimFs, SimRng};
 
@@ -204,12 +206,12 @@ fn classify(base: &Base) -> Regions {
             add("wal", "segment header", 0..32.min(len));
             let mut at = 32;
             while at < len {
-                let end = (at + 24 + u32_at(&bytes, at as usize + 8)).min(len);
+                let end = (at + WAL_RECORD_HEADER + u32_at(&bytes, at as usize + 8)).min(len);
                 if end == len && Some(&path) == newest_wal.as_ref() {
                     add("wal", "newest record", at..end);
                 } else {
-                    add("wal", "record header", at..(at + 24).min(end));
-                    add("wal", "record body", (at + 24).min(end)..end);
+                    add("wal", "record header", at..(at + WAL_RECORD_HEADER).min(end));
+                    add("wal", "record body", (at + WAL_RECORD_HEADER).min(end)..end);
                 }
                 at = end;
             }

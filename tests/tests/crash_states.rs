@@ -13,54 +13,60 @@
 //!   `STRATA_FAULT_SCALE`; 1 from scale 16 up): 8 seeds of `Reorder` (random subsets of the
 //!   unsynced pages and names, in any order), a torn tail and a garbage tail;
 //! - a second crash before every operation of the recovery of one distinct state in
-//!   `STRATA_CRASH_RECOVERY_STRIDE` (default 16, divided by the scale likewise).
+//!   `STRATA_CRASH_RECOVERY_STRIDE` (default 128, divided by the scale likewise), in two
+//!   modes (`DurableOnly` and a `Reorder` seed);
+//! - the stability check (close, reopen, power loss, reopen) on one distinct state in
+//!   `STRATA_CRASH_STABILITY_STRIDE` (default 16, divided by the scale).
+//!
+//! `STRATA_CRASH_SEEDS` workload seeds (default: the scale / 4, at least 1) are explored,
+//! from `STRATA_FAULT_SEED` (default 7) on.
 //!
 //! After each crash the reopen must hold the model of a prefix of the batches that includes
 //! every durable one (synced acknowledgements byte for byte, atomic batches, no hole, nothing
-//! phantom), and stay so across a clean close, a reopen and another power loss. The
-//! syscall-order lint ([`strata_tests::lint`]) checks the same run.
+//! phantom); the sampled states must also stay so across a clean close, a reopen and another
+//! power loss. The syscall-order lint ([`strata_tests::lint`]) checks the same run.
 //!
 //! Replay: a failure names the workload seed (`STRATA_FAULT_SEED`, default 7), the point and
 //! the mode with its seed; `STRATA_CRASH_POINT=N` explores only points near N.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::cast_possible_truncation)]
 
-use strata_tests::engine_workload::{standard_options, Shape, Workload};
+use strata_tests::engine_workload::{standard_options, EventOp, Shape, Workload};
 use strata_tests::env_size;
 use strata_tests::explore::{explore, Plan};
+use strata_tests::summary::Summary;
 
 fn plan() -> Plan {
     let scale = env_size("STRATA_FAULT_SCALE", 1).max(1);
     // 0 turns a kind of state off; otherwise the scale divides the stride, down to 1.
-    let stride = |name: &str| match env_size(name, 16) {
+    let stride = |name: &str, default: u64| match env_size(name, default) {
         0 => 0,
         n => (n / scale).max(1),
     };
     Plan {
         reorder_seeds: 8,
-        random_stride: stride("STRATA_CRASH_RANDOM_STRIDE"),
-        recovery_stride: stride("STRATA_CRASH_RECOVERY_STRIDE"),
-        stability_stride: stride("STRATA_CRASH_STABILITY_STRIDE"),
+        random_stride: stride("STRATA_CRASH_RANDOM_STRIDE", 16),
+        recovery_stride: stride("STRATA_CRASH_RECOVERY_STRIDE", 128),
+        stability_stride: stride("STRATA_CRASH_STABILITY_STRIDE", 16),
         only_near: std::env::var("STRATA_CRASH_POINT").ok().and_then(|v| v.parse().ok()),
         workers: 2,
     }
 }
 
-#[test]
-fn crash_at_every_operation_of_the_standard_fault_workload() {
-    let w = Workload::generate_shaped(env_size("STRATA_FAULT_SEED", 7), Shape::standard());
-    let events = w
-        .batches
-        .iter()
-        .flat_map(|b| &b.ops)
-        .filter(|op| matches!(op, strata_tests::engine_workload::EventOp::Put { .. }))
-        .count();
-    let report = explore("crash states: standard fault workload", &w, &standard_options(), &plan());
+/// Explores one workload seed; returns its figures and its failures (with lint violations).
+fn explore_seed(seed: u64) -> (strata_tests::summary::Summary, Vec<String>) {
+    let w = Workload::generate_shaped(seed, Shape::standard());
+    let events = w.batches.iter().flat_map(|b| &b.ops).filter(|op| matches!(op, EventOp::Put { .. })).count();
+    let report = explore(
+        &format!("crash states: standard fault workload, seed {seed}"),
+        &w,
+        &standard_options(),
+        &plan(),
+    );
     report.summary.finish();
     println!(
-        "workload seed {}: {} batches, {events} events, {} users; {} flushes, {} compactions, {} partitions, \
+        "workload seed {seed}: {} batches, {events} events, {} users; {} flushes, {} compactions, {} partitions, \
          {} manifests",
-        w.seed,
         w.batches.len(),
         w.users().len(),
         report.flushes,
@@ -68,32 +74,41 @@ fn crash_at_every_operation_of_the_standard_fault_workload() {
         report.partitions,
         report.manifests
     );
+    assert!(events >= 10_000 && w.users().len() == 100, "seed {seed}: {events} events");
+    let shape = (report.flushes, report.partitions, report.compactions, report.manifests);
+    assert!(
+        shape.0 >= 3 && shape.1 >= 3 && shape.2 >= 1 && shape.3 >= 2,
+        "seed {seed}: (flushes, partitions, compactions, manifests) {shape:?}"
+    );
+    let mut failures = report.failures;
+    failures.extend(report.lint_violations.into_iter().map(|v| format!("workload seed {seed}: lint: {v}")));
+    (report.summary, failures)
+}
+
+#[test]
+fn crash_at_every_operation_of_the_standard_fault_workload() {
+    let scale = env_size("STRATA_FAULT_SCALE", 1).max(1);
+    let first = env_size("STRATA_FAULT_SEED", 7);
+    let seeds = env_size("STRATA_CRASH_SEEDS", (scale / 4).max(1));
+    let mut total = Summary::new(&format!("crash states: standard fault workload, {seeds} seed(s)"));
+    let mut failures = Vec::new();
+    for seed in first..first + seeds {
+        let (summary, more) = explore_seed(seed);
+        total.absorb(&summary);
+        failures.extend(more);
+    }
+    if seeds > 1 {
+        total.finish();
+    }
     let (reopens, others): (Vec<&String>, Vec<&String>) =
-        report.failures.iter().partition(|f| f.contains("reopen failed"));
+        failures.iter().partition(|f| f.contains("reopen failed"));
     for failure in reopens.iter().take(5).chain(others.iter().take(10)) {
         println!("FAIL {failure}");
     }
-    for violation in report.lint_violations.iter().take(10) {
-        println!("LINT {violation}");
-    }
-    assert!(events >= 10_000 && w.users().len() == 100, "{events} events");
     assert!(
-        report.flushes >= 3 && report.partitions >= 3,
-        "flushes {} partitions {}",
-        report.flushes,
-        report.partitions
+        failures.is_empty(),
+        "{} crash states or lint rules failed; first: {}",
+        failures.len(),
+        failures[0]
     );
-    assert!(
-        report.compactions >= 1 && report.manifests >= 2,
-        "compactions {} manifests {}",
-        report.compactions,
-        report.manifests
-    );
-    assert!(
-        report.failures.is_empty(),
-        "{} crash states failed; first: {}",
-        report.failures.len(),
-        report.failures[0]
-    );
-    assert!(report.lint_violations.is_empty(), "{} syscall-order violations", report.lint_violations.len());
 }

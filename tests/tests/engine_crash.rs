@@ -1,11 +1,10 @@
 //! The engine under power loss.
 //!
-//! - The workload of `strata_tests::engine_workload` crashed at every I/O operation (one
-//!   in `STRATA_ENGINE_CRASH_STRIDE`, default 2; the modes start at different offsets, so
-//!   together they cover every operation), for each crash mode: only synced bytes, a torn
-//!   tail of the unsynced appends, garbage past the durable end. The reopen must succeed
-//!   and hold the model of a prefix of the batches that includes every durable one; a clean
-//!   close and a second open must give the same contents.
+//! - The small workload of `strata_tests::engine_workload` crashed before every operation
+//!   that changes the disk (`strata_tests::explore`, as `crash_states.rs` does for the
+//!   standard workload): only synced bytes everywhere; reordered unsynced pages and names,
+//!   torn tails and garbage tails at a stride. The reopen must succeed and hold the model of
+//!   a prefix of the batches that includes every durable one.
 //! - Every piece the engine makes durable (tables, manifest, CURRENT, WAL release) has a
 //!   crash right after the call that made it durable (which fails if a sync or directory
 //!   sync is skipped), and a crash at every operation of that call (which fails if the
@@ -21,20 +20,15 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use strata::{Db, ErrorKind, Options, WriteOptions};
+use strata::{Db, Options, WriteOptions};
 use strata_tests::engine_workload::{
-    copy_disk, difference, options, read_state, recover_and_check, run, State, Step, TraceFs, Violation,
-    Workload, DIR,
+    copy_disk, difference, options, read_state, recover_and_check, run, State, Step, TraceFs, Workload, DIR,
 };
 use strata_tests::env_size;
-use strata_tests::summary::Summary;
+use strata_tests::explore::{explore, Plan};
 use strata_vfs::{
     CrashMode, FaultAction, FaultFs, FaultRule, File, FileSystem, FsErrorKind, OpKind, SimFs, When,
 };
-
-/// Crash points are `offset, offset + stride, ...`; `STRATA_ENGINE_CRASH_STRIDE=1` tries
-/// every operation in every mode.
-const DEFAULT_STRIDE: u64 = 2;
 
 fn workload() -> Workload {
     Workload::generate(env_size("STRATA_ENGINE_SEED", 7), env_size("STRATA_ENGINE_BATCHES", 480) as usize)
@@ -93,90 +87,36 @@ fn mode(index: usize, seed: u64) -> CrashMode {
     }
 }
 
-/// Crashes the workload at operation `k` for `k = offset, offset + stride, ...` until the
-/// workload finishes before `k`, and checks each recovery.
-fn crash_campaign(name: &str, mode_index: usize) {
+/// The small workload crashed before every operation that changes the disk, by the
+/// explorer of the standard campaign (`crash_states.rs`): `DurableOnly` everywhere, and at
+/// every `STRATA_ENGINE_CRASH_STRIDE`-th point (default 4, divided by `STRATA_FAULT_SCALE`)
+/// two `Reorder` seeds, a torn tail and a garbage tail.
+#[test]
+fn crash_before_every_operation_keeps_every_durable_batch() {
     let w = workload();
-    let options = options();
-    let stride = env_size("STRATA_ENGINE_CRASH_STRIDE", DEFAULT_STRIDE).max(1);
-    let offset = mode_index as u64 % stride;
-    let mut summary = Summary::new(name);
-    let mut failures = Vec::new();
-    let start = Instant::now();
-    let mut point = offset;
-    loop {
-        let sim = SimFs::new();
-        let faulty = Arc::new(FaultFs::new(Arc::new(sim.clone()), point));
-        faulty.add_rule(FaultRule::new(When::FromNth(point), FaultAction::Fail(FsErrorKind::Io)));
-        let trace = TraceFs::new(faulty.clone());
-        let outcome = run(Arc::new(trace.clone()), &w, &options);
-        let reached = faulty.injected_count() > 0;
-        let crash_mode = mode(mode_index, point);
-        sim.crash(crash_mode);
-        let cut = trace.first_injected().map_or("nothing".to_string(), |i| i.to_string());
-        let replay = format!(
-            "crash at op {point} [{cut}], {crash_mode:?}, workload seed {} of {} batches; acked {}, \
-             durable {}, stopped by {:?}",
-            w.seed,
-            w.batches.len(),
-            outcome.acked,
-            outcome.durable,
-            outcome.failure.as_ref().map(|f| format!("{}: {}", f.what, f.error)),
-        );
-        for violation in &outcome.after_failure {
-            failures.push(format!("{violation} ({replay})"));
-            summary.losses += 1;
-        }
-        // Every operation fails after the cut, table reads included: reads may fail, as I/O.
-        if let Some(e) = outcome.read_error_after_failure.as_ref().filter(|e| e.kind() != ErrorKind::Io) {
-            failures.push(format!("reads after the cut failed with {:?}: {e} ({replay})", e.kind()));
-        }
-        match recover_and_check(&sim, &w, &options, outcome.durable, outcome.attempted) {
-            Ok(_) => summary.synced_checked += outcome.synced_acks as u64,
-            Err(v @ Violation::Reopen(_)) => {
-                summary.reopen_failures += 1;
-                failures.push(format!("{v} ({replay})"));
-            }
-            Err(v @ Violation::Loss(_)) => {
-                summary.losses += 1;
-                failures.push(format!("{v} ({replay})"));
-            }
-        }
-        summary.points += 1;
-        summary.states += 1;
-        summary.acked += outcome.acked as u64;
-        summary.injected += u64::from(reached);
-        summary.detected += u64::from(reached && outcome.failure.is_some());
-        if !reached {
-            break;
-        }
-        point += stride;
-    }
-    summary.finish();
-    println!("| stride {stride}, offset {offset}, {:.1?}", start.elapsed());
-    for failure in failures.iter().take(10) {
-        println!("FAILURE: {failure}");
-    }
-    assert!(summary.points * stride > 1000, "the workload did too few operations: {summary}");
-    assert!(failures.is_empty(), "{name}: {} failures, first: {}", failures.len(), failures[0]);
+    let scale = env_size("STRATA_FAULT_SCALE", 1).max(1);
+    let plan = Plan {
+        reorder_seeds: 2,
+        random_stride: (env_size("STRATA_ENGINE_CRASH_STRIDE", 4) / scale).max(1),
+        // `crash_at_every_operation_of_recovery` below crashes recoveries of this workload.
+        recovery_stride: 0,
+        stability_stride: 4,
+        only_near: std::env::var("STRATA_CRASH_POINT").ok().and_then(|v| v.parse().ok()),
+        workers: 2,
+    };
+    let report = explore("engine crash before every op, small workload", &w, &options(), &plan);
+    report.summary.finish();
+    let first = report.failures.iter().chain(&report.lint_violations).next();
+    assert!(
+        first.is_none(),
+        "{} failures, {} lint violations; first: {first:?}",
+        report.failures.len(),
+        report.lint_violations.len()
+    );
+    assert!(report.summary.points > 1000, "the workload did too few operations: {}", report.summary);
 }
 
-#[test]
-fn crash_at_every_operation_keeps_every_durable_batch() {
-    crash_campaign("engine crash at every op, durable bytes only", 0);
-}
-
-#[test]
-fn crash_at_every_operation_with_torn_tails() {
-    crash_campaign("engine crash at every op, torn tails", 1);
-}
-
-#[test]
-fn crash_at_every_operation_with_garbage_tails() {
-    crash_campaign("engine crash at every op, garbage tails", 2);
-}
-
-/// Regression (found by the campaigns above; fixed in 23f9bdf, which now writes a new
+/// Regression (found by the earlier crash campaigns; fixed in 23f9bdf, which now writes a new
 /// database's manifest and CURRENT before its WAL): a crash in the very first open, once
 /// `wal/` was durable and before CURRENT was, left a directory that every later open
 /// refused as `NotADatabase`. Crashes each operation of a first open, in each mode: the

@@ -539,12 +539,13 @@ fn a_damaged_mid_log_wal_record_is_refused_as_corruption() {
     assert_eq!(segments.len(), 1, "{segments:?}");
     let segment = &segments[0];
     let bytes = sim.contents(segment).unwrap();
-    // Segment header 32 bytes; a record is a 24-byte header (body length at 8..12) + body.
+    // A record is a header (body length at 8..12) + body.
+    let (segment_header, header) = (strata_wal::SEGMENT_HEADER_LEN, strata_wal::RECORD_HEADER_LEN);
     let len_at = |at: usize| u32::from_le_bytes(bytes[at + 8..at + 12].try_into().unwrap()) as usize;
-    let second = 32 + 24 + len_at(32);
-    let third = second + 24 + len_at(second);
-    assert!(third + 24 < bytes.len(), "later records follow");
-    for offset in [second + 24 + 3, second + 9, second + 1] {
+    let second = segment_header + header + len_at(segment_header);
+    let third = second + header + len_at(second);
+    assert!(third + header < bytes.len(), "later records follow");
+    for offset in [second + header + 3, second + 9, second + 1] {
         let disk = copy_disk(&sim);
         disk.flip_bit(segment, offset as u64, 4).unwrap();
         let err = open_err(&disk, &options);

@@ -1,12 +1,18 @@
 //! The WAL under power loss and I/O errors, at every I/O operation of the fault workload.
 //!
 //! - Crash at each operation in turn (every point, not a sample), for each crash mode:
-//!   only synced bytes, a torn tail of the unsynced appends, garbage past the durable end.
+//!   only synced bytes, a torn tail of the unsynced appends, garbage past the durable end,
+//!   and unsynced pages written back out of order (`CrashMode::Reorder`: a lost page before
+//!   a kept one reads as zeros, so the last segment can hold a hole followed by intact,
+//!   never-synced records; format v3's `synced_to` lets recovery cut there, and every synced
+//!   batch must still come back).
 //! - EIO and ENOSPC injected at each operation in turn: the error reaches a caller, no batch
 //!   is falsely acknowledged, with and without a crash afterwards.
 //!
-//! Size: `STRATA_WAL_CRASH_BATCHES` batches per writer (default 500, 4 writers). Each
-//! failure message names the operation index and the seed that replay it.
+//! Size: `STRATA_WAL_CRASH_BATCHES` batches per writer (default 500, 4 writers);
+//! `STRATA_WAL_REORDER_SEEDS` reordered crash states per point (default 3, times
+//! `STRATA_FAULT_SCALE`). Each failure message names the operation index and the seed that
+//! replay it.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::cast_possible_truncation)]
 
 use std::sync::Arc;
@@ -26,8 +32,10 @@ fn config() -> Config {
     }
 }
 
-/// Crashes at operation `n`, `n = 0, 1, 2, ...` until the workload finishes before it.
-fn crash_campaign(name: &str, mode: impl Fn(u64) -> CrashMode) {
+/// Crashes at operation `n`, `n = 0, 1, 2, ...` until the workload finishes before it, and
+/// recovers each crash state that `modes(n)` gives. `detected` counts the states where
+/// recovery cut a hole before intact, never-synced records.
+fn crash_campaign(name: &str, modes: impl Fn(u64) -> Vec<CrashMode>) -> Summary {
     let config = config();
     let mut summary = Summary::new(name);
     for point in 0.. {
@@ -36,20 +44,23 @@ fn crash_campaign(name: &str, mode: impl Fn(u64) -> CrashMode) {
         faulty.add_rule(FaultRule::new(When::FromNth(point), FaultAction::Fail(FsErrorKind::Io)));
         let outcome = run(faulty.clone(), &config);
         let reached = faulty.injected_count() > 0;
-        let crash_mode = mode(point);
-        sim.crash(crash_mode);
-        let replay = format!("crash point {point}, {crash_mode:?}, seed {point:#x}");
-        let (_wal, recovery) = recover(Arc::new(sim.clone()), &config, &outcome)
-            .unwrap_or_else(|e| panic!("{name}: {e} ({replay})"));
-        match check(&recovery, &outcome, &config, true) {
-            Ok(checked) => summary.synced_checked += checked.synced,
-            Err(violation) => {
-                summary.losses += 1;
-                panic!("{name}: {violation} ({replay})\n{summary}");
+        for crash_mode in modes(point) {
+            let image = sim.crash_image(crash_mode);
+            let replay = format!("crash point {point}, {crash_mode:?}, seed {point:#x}");
+            let (_wal, recovery) = recover(Arc::new(image), &config, &outcome)
+                .unwrap_or_else(|e| panic!("{name}: {e} ({replay})"));
+            let torn = recovery.report.torn_tail.as_ref();
+            summary.detected += u64::from(torn.is_some_and(|torn| torn.records_dropped > 0));
+            match check(&recovery, &outcome, &config, true) {
+                Ok(checked) => summary.synced_checked += checked.synced,
+                Err(violation) => {
+                    summary.losses += 1;
+                    panic!("{name}: {violation} ({replay})\n{summary}");
+                }
             }
+            summary.states += 1;
         }
         summary.points += 1;
-        summary.states += 1;
         summary.acked += outcome.acks.len() as u64;
         summary.injected += u64::from(reached);
         if !reached {
@@ -59,21 +70,36 @@ fn crash_campaign(name: &str, mode: impl Fn(u64) -> CrashMode) {
     println!("{summary}");
     assert!(summary.points > 100, "the workload did too few operations: {summary}");
     assert_eq!(summary.losses, 0);
+    summary
 }
 
 #[test]
 fn crash_at_every_operation_keeps_every_synced_batch() {
-    crash_campaign("WAL crash at every op, durable bytes only", |_| CrashMode::DurableOnly);
+    crash_campaign("WAL crash at every op, durable bytes only", |_| vec![CrashMode::DurableOnly]);
 }
 
 #[test]
 fn crash_at_every_operation_with_torn_tails() {
-    crash_campaign("WAL crash at every op, torn tails", |seed| CrashMode::TornTail { seed });
+    crash_campaign("WAL crash at every op, torn tails", |seed| vec![CrashMode::TornTail { seed }]);
 }
 
 #[test]
 fn crash_at_every_operation_with_garbage_tails() {
-    crash_campaign("WAL crash at every op, garbage tails", |seed| CrashMode::GarbageTail { seed });
+    crash_campaign("WAL crash at every op, garbage tails", |seed| vec![CrashMode::GarbageTail { seed }]);
+}
+
+fn reorder_seeds() -> u64 {
+    env_size("STRATA_WAL_REORDER_SEEDS", 3) * env_size("STRATA_FAULT_SCALE", 1).max(1)
+}
+
+/// Seed `point << 16 | k`, `k < reorder_seeds()`: several out-of-order write-backs per point.
+#[test]
+fn crash_at_every_operation_with_reordered_writeback() {
+    let seeds = reorder_seeds();
+    let summary = crash_campaign("WAL crash at every op, reordered writeback", |point| {
+        (0..seeds).map(|k| CrashMode::Reorder { seed: point << 16 | k }).collect()
+    });
+    assert!(summary.detected > 0, "no state had a hole before never-synced records: {summary}");
 }
 
 /// Fails operation `n` alone with `kind`, for every `n`.
