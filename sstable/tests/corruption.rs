@@ -85,7 +85,7 @@ fn every_flipped_byte_is_detected_and_never_read_as_data() {
     let good = write_table(&sim, &entries);
     assert_eq!(read_everything(&sim).unwrap(), entries);
     let wanted =
-        std::env::var("STRATA_SST_FLIP_POSITIONS").ok().and_then(|v| v.parse().ok()).unwrap_or(20_000usize);
+        std::env::var("STRATA_SST_FLIP_POSITIONS").ok().and_then(|v| v.parse().ok()).unwrap_or(5_000usize);
     let stride = good.len().div_ceil(wanted.max(1)).max(1);
     let mut rng = SimRng::new(0xf11b);
     let (mut flips, mut detected) = (0u64, 0u64);

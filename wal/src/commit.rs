@@ -32,9 +32,12 @@ use crate::record::{body_hash, encode_record_header, RECORD_HEADER_LEN};
 use crate::sync::{Condvar, Mutex, MutexGuard};
 use crate::WalError;
 
-/// A record ready to be written: its framed header and its body.
+/// A record ready to be written: its framed header and its body. The header's `synced_to`
+/// is a placeholder: only the sink knows it (see `record::set_synced_to`), so the body hash
+/// travels with the record to reseal the header cheaply.
 pub(crate) struct Framed<'a> {
     pub(crate) header: [u8; RECORD_HEADER_LEN],
+    pub(crate) body_hash: u64,
     pub(crate) body: &'a [u8],
 }
 
@@ -53,6 +56,7 @@ pub(crate) const GATHER_WAIT: Duration = Duration::from_micros(60);
 /// A queued record, owning a copy of its body.
 struct Queued {
     header: [u8; RECORD_HEADER_LEN],
+    body_hash: u64,
     body: Vec<u8>,
 }
 
@@ -114,7 +118,7 @@ impl<S: Sink> GroupCommit<S> {
         let seqno = state.next_seqno;
         let framed = record.zip(hash).map(|((body, count), hash)| {
             let len = u32::try_from(body.len()).unwrap_or(u32::MAX);
-            Framed { header: encode_record_header(len, count, seqno, hash), body }
+            Framed { header: encode_record_header(len, count, seqno, 0, hash), body_hash: hash, body }
         });
         if let Some(framed) = &framed {
             state.next_seqno += u64::from(u32_at(&framed.header, 12));
@@ -127,7 +131,11 @@ impl<S: Sink> GroupCommit<S> {
             }
         }
         if let Some(framed) = framed {
-            state.queue.push(Queued { header: framed.header, body: framed.body.to_vec() });
+            state.queue.push(Queued {
+                header: framed.header,
+                body_hash: framed.body_hash,
+                body: framed.body.to_vec(),
+            });
         }
         state.queue_sync |= sync;
         self.gather.notify_one();
@@ -172,7 +180,8 @@ impl<S: Sink> GroupCommit<S> {
         let result = if already_failed {
             Ok(())
         } else {
-            let queued = queued.iter().map(|q| Framed { header: q.header, body: &q.body });
+            let queued =
+                queued.iter().map(|q| Framed { header: q.header, body_hash: q.body_hash, body: &q.body });
             let group: Vec<Framed<'_>> = own.into_iter().chain(queued).collect();
             sink.write_group(&group, sync)
         };

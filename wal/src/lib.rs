@@ -192,6 +192,9 @@ pub struct TornTail {
     pub offset: u64,
     /// Bytes removed.
     pub bytes_dropped: u64,
+    /// Intact records after the damage that were removed with it: after a crash that wrote
+    /// back later pages of the unsynced tail but not an earlier one (none of them was synced).
+    pub records_dropped: usize,
 }
 
 /// Where point-in-time recovery stopped.

@@ -16,7 +16,7 @@ use crate::commit::GroupCommit;
 use crate::record::SEGMENT_HEADER_LEN;
 use crate::recovery::recover;
 use crate::segment::{create_segment, segment_path, LOCK_NAME};
-use crate::writeback::{SyncGate, Writeback};
+use crate::writeback::{Durable, SyncGate, Writeback};
 use crate::writer::SegmentWriter;
 use crate::{Recovery, Result, WalError, WalOptions};
 
@@ -105,12 +105,12 @@ impl Wal {
         let recovered = recover(fs.as_ref(), &dir, options.recovery, persisted)?;
 
         let segments = Arc::new(Segments { list: Mutex::new(recovered.segments) });
-        let file = match recovered.reusable_last {
-            Some(seqno) => fs.open(&segment_path(&dir, seqno))?,
+        let (segment, file) = match recovered.reusable_last {
+            Some(seqno) => (seqno, fs.open(&segment_path(&dir, seqno))?),
             None => {
                 let file = create_segment(fs.as_ref(), &dir, recovered.next_seqno)?;
                 segments.push(recovered.next_seqno);
-                file
+                (recovered.next_seqno, file)
             }
         };
         let counters = Arc::new(Counters::default());
@@ -118,10 +118,14 @@ impl Wal {
         let writeback =
             if options.bytes_per_sync > 0 { Some(Writeback::start(Arc::clone(&gate))?) } else { None };
         let len = file.len()?.max(SEGMENT_HEADER_LEN as u64);
+        // Recovery synced a reused last segment and creation syncs a new one: all of it is
+        // durable.
+        gate.activate(Durable { segment, len });
         let writer = SegmentWriter {
             fs: Arc::clone(&fs),
             dir: dir.clone(),
             file: Arc::from(file),
+            segment,
             len,
             synced_len: len,
             dirty: false,

@@ -5,22 +5,24 @@
 //! +--------+--------+--------+--------+--------+--------+--------+--------+
 //! | magic "STRATWAL" (8)                                                  |  0
 //! +--------+--------+--------+--------+--------+--------+--------+--------+
-//! | version u32 = 1                   | reserved u32 = 0                  |  8
+//! | version u32 = 3                   | reserved u32 = 0                  |  8
 //! +--------+--------+--------+--------+--------+--------+--------+--------+
 //! | first_seqno u64 (equals the number in the file name)                  | 16
 //! +--------+--------+--------+--------+--------+--------+--------+--------+
 //! | header checksum u64 = xxh3_64(bytes 0..24)                            | 24
 //! +--------+--------+--------+--------+--------+--------+--------+--------+
 //!
-//! record (24-byte header + body)
+//! record (32-byte header + body)
 //! +--------+--------+--------+--------+--------+--------+--------+--------+
-//! | checksum u64 = xxh3_64_with_seed(bytes 8..24, seed = xxh3_64(body))   |  0
+//! | checksum u64 = xxh3_64_with_seed(bytes 8..32, seed = xxh3_64(body))   |  0
 //! +--------+--------+--------+--------+--------+--------+--------+--------+
 //! | len u32 (body bytes)              | count u32 (operations, >= 1)      |  8
 //! +--------+--------+--------+--------+--------+--------+--------+--------+
 //! | first_seqno u64 (seqno of the batch's first operation)                | 16
 //! +--------+--------+--------+--------+--------+--------+--------+--------+
-//! | body: the batch's encoded operations (len bytes)                  ... | 24
+//! | synced_to u64 (segment offset durable when the record was appended)   | 24
+//! +--------+--------+--------+--------+--------+--------+--------+--------+
+//! | body: the batch's encoded operations (len bytes)                  ... | 32
 //! ```
 //!
 //! All integers are little-endian. The checksum is chained: the body's xxh3 seeds the hash
@@ -30,6 +32,11 @@
 //! the bytes that remain in the segment. Records carry their first seqno, and seqnos run on
 //! without a gap from record to record and segment to segment; recovery checks that, which
 //! catches a record written to the wrong place.
+//!
+//! `synced_to` lets recovery tell a hole in never-synced bytes (a crash that wrote back some
+//! dirty pages and not others) from damage to synced bytes: an fsync writes every dirty page,
+//! so a hole that a later record's `synced_to` covers was synced, and is corruption. It never
+//! exceeds the record's own offset; a record that says otherwise is damaged.
 
 use xxhash_rust::xxh3::{xxh3_64, xxh3_64_with_seed};
 
@@ -38,11 +45,11 @@ use crate::batch::MAX_BATCH_BYTES;
 /// Magic number at the start of every segment.
 pub const SEGMENT_MAGIC: [u8; 8] = *b"STRATWAL";
 /// Current segment format version.
-pub const SEGMENT_VERSION: u32 = 2;
+pub const SEGMENT_VERSION: u32 = 3;
 /// Size of the segment header.
 pub const SEGMENT_HEADER_LEN: usize = 32;
 /// Size of a record header.
-pub const RECORD_HEADER_LEN: usize = 24;
+pub const RECORD_HEADER_LEN: usize = 32;
 /// Size of the smallest encoded operation (a delete: tag, user, ts).
 pub(crate) const MIN_OP_LEN: usize = 17;
 
@@ -106,20 +113,29 @@ pub fn body_hash(body: &[u8]) -> u64 {
 }
 
 /// Encodes the header of a record whose body has `len` bytes, `count` operations and hash
-/// `body_hash` (see [`body_hash`]), and whose first operation has seqno `first_seqno`.
+/// `body_hash` (see [`body_hash`]), whose first operation has seqno `first_seqno`, and that
+/// is appended when its segment is durable up to offset `synced_to`.
 pub fn encode_record_header(
     len: u32,
     count: u32,
     first_seqno: u64,
+    synced_to: u64,
     body_hash: u64,
 ) -> [u8; RECORD_HEADER_LEN] {
     let mut header = [0u8; RECORD_HEADER_LEN];
     header[8..12].copy_from_slice(&len.to_le_bytes());
     header[12..16].copy_from_slice(&count.to_le_bytes());
     header[16..24].copy_from_slice(&first_seqno.to_le_bytes());
-    let checksum = xxh3_64_with_seed(&header[8..24], body_hash);
-    header[0..8].copy_from_slice(&checksum.to_le_bytes());
+    set_synced_to(&mut header, synced_to, body_hash);
     header
+}
+
+/// Sets the `synced_to` field of a framed header and reseals its checksum. The group commit
+/// frames a record before its place in a segment is known; the segment writer fills this in.
+pub fn set_synced_to(header: &mut [u8; RECORD_HEADER_LEN], synced_to: u64, body_hash: u64) {
+    header[24..32].copy_from_slice(&synced_to.to_le_bytes());
+    let checksum = xxh3_64_with_seed(&header[8..RECORD_HEADER_LEN], body_hash);
+    header[0..8].copy_from_slice(&checksum.to_le_bytes());
 }
 
 /// The seqno after the last operation of the record with this header.
@@ -134,6 +150,8 @@ pub struct RecordRef<'a> {
     pub first_seqno: u64,
     /// Number of operations.
     pub count: u32,
+    /// Offset of its segment that was durable when the record was appended.
+    pub synced_to: u64,
     /// The batch's encoded operations.
     pub body: &'a [u8],
     /// Total bytes of the record, header included.
@@ -189,7 +207,7 @@ pub fn decode_record(buf: &[u8]) -> Result<RecordRef<'_>, RecordError> {
     if xxh3_64_with_seed(&buf[8..RECORD_HEADER_LEN], body_hash(body)) != le_u64(buf, 0) {
         return Err(RecordError::Checksum);
     }
-    Ok(RecordRef { first_seqno: le_u64(buf, 16), count, body, total_len })
+    Ok(RecordRef { first_seqno: le_u64(buf, 16), count, synced_to: le_u64(buf, 24), body, total_len })
 }
 
 #[cfg(test)]
@@ -199,7 +217,7 @@ mod tests {
 
     fn sealed(body: &[u8], count: u32, seqno: u64) -> Vec<u8> {
         let len = u32::try_from(body.len()).unwrap();
-        let mut record = encode_record_header(len, count, seqno, body_hash(body)).to_vec();
+        let mut record = encode_record_header(len, count, seqno, 32, body_hash(body)).to_vec();
         record.extend_from_slice(body);
         record
     }
@@ -216,10 +234,10 @@ mod tests {
         bad[17] ^= 1;
         assert_eq!(decode_segment_header(&bad), Err(HeaderError::Checksum));
         let mut future = header;
-        future[8] = 3;
+        future[8] = 4;
         let checksum = xxh3_64(&future[0..24]);
         future[24..32].copy_from_slice(&checksum.to_le_bytes());
-        assert_eq!(decode_segment_header(&future), Err(HeaderError::Version(3)));
+        assert_eq!(decode_segment_header(&future), Err(HeaderError::Version(4)));
     }
 
     proptest! {
@@ -227,7 +245,7 @@ mod tests {
         fn record_round_trips(body in proptest::collection::vec(any::<u8>(), 17..300), count in 1u32..2, seqno: u64) {
             let record = sealed(&body, count, seqno);
             let decoded = decode_record(&record).unwrap();
-            prop_assert_eq!(decoded, RecordRef { first_seqno: seqno, count, body: &body, total_len: record.len() });
+            prop_assert_eq!(decoded, RecordRef { first_seqno: seqno, count, synced_to: 32, body: &body, total_len: record.len() });
         }
 
         #[test]

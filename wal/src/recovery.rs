@@ -7,12 +7,19 @@
 //!   below `persisted + 1`) are obsolete: removed without being read.
 //! - Within a segment, records must decode and their seqnos must run on without a gap,
 //!   from record to record and from segment to segment.
-//! - A bad record in the *last* segment with no valid record after it is a torn write, unless
-//!   its checksum holds (a whole record out of sequence is a misdirected or stale write, not a
-//!   torn one): the segment is truncated there, synced, and the dropped bytes are reported.
-//!   The tail is read a second time first: if it reads back differently it is a read fault, not a torn
-//!   write, and recovery fails with [`WalError::Corruption`] rather than cut a record that
-//!   may be intact and synced on disk.
+//! - A record whose `synced_to` is past its own offset is damaged: no writer stamps that.
+//! - A bad record at offset X in the *last* segment is a torn write, unless its checksum holds
+//!   (a whole record out of sequence is a misdirected or stale write, not a torn one) or an
+//!   intact record after X proves that X was synced: one that says the segment was synced
+//!   past X, or one with a seqno that cannot follow X (a stale copy). An fsync writes every
+//!   dirty page, so valid records after a hole that none of them says was synced were never
+//!   synced either: a crash wrote back some unsynced pages and not others. Such a lost
+//!   write-back reads as zeros, so when intact records follow X, an all-zero sector must lie
+//!   between: other damage followed by intact records (a flipped bit) is never a crash's.
+//!   The segment is truncated at X (those records go too), synced, and the dropped bytes and records are
+//!   reported. The tail is read a second time first: if it reads back differently it is a
+//!   read fault, not a torn write, and recovery fails with [`WalError::Corruption`] rather
+//!   than cut a record that may be intact and synced on disk.
 //! - Any other bad record is mid-log corruption. In [`RecoveryMode::Strict`] (the default)
 //!   recovery fails with [`WalError::Corruption`] naming the segment and offset. In
 //!   [`RecoveryMode::PointInTime`] it stops before the damage: the segment is truncated
@@ -195,6 +202,9 @@ fn read_segment(
     let mut next = first_seqno;
     while offset < bytes.len() {
         let bad = match decode_record(&bytes[offset..]) {
+            Ok(record) if record.synced_to > offset as u64 => {
+                format!("record says the log was synced to {}, past its own offset", record.synced_to)
+            }
             Ok(record) if record.first_seqno != next => {
                 format!("record carries seqno {}, expected {next}", record.first_seqno)
             }
@@ -217,21 +227,33 @@ fn read_segment(
         // misdirected or stale write can, and cutting there would drop the synced records
         // it covers, so it is damage.
         let checksummed = decode_record(&bytes[offset..]).is_ok();
-        if is_last && !checksummed && !valid_record_after(&bytes, offset, first_seqno, next) {
-            if !tail_reads_back_the_same(fs, &path, &bytes, offset)? {
-                return Err(SegmentFailure::Fatal(WalError::Corruption {
-                    path,
-                    offset: offset as u64,
-                    reason: format!(
-                        "{bad}; the damaged tail reads back differently on a second read: a read \
-                         fault, not a torn write, so it is not cut"
-                    ),
-                }));
-            }
-            truncate_torn_tail(fs, &path, &bytes, offset, report)?;
-            return Ok(next);
+        if !is_last || checksummed {
+            return Err(damaged(offset as u64, bad, next));
         }
-        return Err(damaged(offset as u64, bad, next));
+        let after = records_after(&bytes, offset, first_seqno, next);
+        let evidence = after.synced.or_else(|| {
+            after.first.filter(|&intact| !zeroed_sector_between(&bytes, offset, intact)).map(|intact| {
+                format!(
+                    "an intact record at offset {intact} follows, and no zeroed {SECTOR_BYTES}-byte \
+                     sector before it shows a write-back lost in a crash: damage, not a torn write"
+                )
+            })
+        });
+        if let Some(evidence) = evidence {
+            return Err(damaged(offset as u64, format!("{bad}; {evidence}"), next));
+        }
+        if !tail_reads_back_the_same(fs, &path, &bytes, offset)? {
+            return Err(SegmentFailure::Fatal(WalError::Corruption {
+                path,
+                offset: offset as u64,
+                reason: format!(
+                    "{bad}; the damaged tail reads back differently on a second read: a read \
+                     fault, not a torn write, so it is not cut"
+                ),
+            }));
+        }
+        truncate_torn_tail(fs, &path, &bytes, offset, after.records, report)?;
+        return Ok(next);
     }
     if is_last {
         // The tail may be bytes a crashed process handed to the OS but never synced. They
@@ -242,22 +264,84 @@ fn read_segment(
     Ok(next)
 }
 
-/// Whether a record that decodes, with a seqno this segment could hold there, starts
-/// anywhere after the damaged record at `damaged` (expected to start at seqno `next`; the
-/// segment starts at `first`).
+/// The intact records found after the damaged record at `damaged` of the last segment.
+struct After {
+    /// How many (counted up to the first piece of evidence, if any).
+    records: usize,
+    /// Offset of the first one.
+    first: Option<usize>,
+    /// Why one of them proves that `damaged` had been synced, if one does.
+    synced: Option<String>,
+}
+
+/// Scans for records that decode after the damaged record at `damaged` (expected to start at
+/// seqno `next`; the segment starts at `first`), stepping over each one found.
 ///
-/// The seqno is checked before `decode_record`: a record of this segment, a stale copy of
-/// an earlier one included, carries at least `first`, and one after the damage at most one
-/// seqno above `next` per `MIN_OP_LEN` bytes in between. Without that filter, every offset
-/// whose length and count fields happen to fit (common inside a large batch's payloads)
-/// hashed a body of up to the rest of the segment: the scan was quadratic, and an open
-/// after a torn 29 MB batch took 40 s (debug build).
-fn valid_record_after(bytes: &[u8], damaged: usize, first: u64, next: u64) -> bool {
-    (damaged + 1..bytes.len()).any(|offset| {
-        let Some(field) = bytes.get(offset + 16..offset + RECORD_HEADER_LEN) else { return false };
+/// A record found there proves the damage lay in synced bytes if it says the segment was
+/// synced past `damaged`, or if its seqno is at or below `next` (a stale or misdirected copy:
+/// the damaged record itself holds `next`). One whose `synced_to` is past its own offset is
+/// not counted: it is damaged itself.
+///
+/// The seqno is checked before `decode_record`: a record of this segment, a stale copy of an
+/// earlier one included, carries at least `first`, and one after the damage at most one seqno
+/// above `next` per `MIN_OP_LEN` bytes in between beyond the damaged record's header.
+/// Without that filter, every offset whose length and count fields happen to fit (common
+/// inside a large batch's payloads) hashed a body of up to the rest of the segment: the scan
+/// was quadratic, and an open after a torn 29 MB batch took 40 s (debug build).
+fn records_after(bytes: &[u8], damaged: usize, first: u64, next: u64) -> After {
+    let mut after = After { records: 0, first: None, synced: None };
+    let mut offset = damaged + 1;
+    while offset < bytes.len() {
+        let Some(field) = bytes.get(offset + 16..offset + 24) else { break };
         let seqno = u64::from_le_bytes(field.try_into().unwrap_or_default());
-        let between = ((offset - damaged) / MIN_OP_LEN) as u64;
-        (first..=next.saturating_add(between)).contains(&seqno) && decode_record(&bytes[offset..]).is_ok()
+        let between = ((offset - damaged).saturating_sub(RECORD_HEADER_LEN) / MIN_OP_LEN) as u64;
+        if !(first..=next.saturating_add(between)).contains(&seqno) {
+            offset += 1;
+            continue;
+        }
+        match decode_record(&bytes[offset..]) {
+            Ok(record) if record.synced_to <= offset as u64 => {
+                if record.synced_to > damaged as u64 {
+                    after.synced = Some(format!(
+                        "record at offset {offset} says the log was synced to {}: the damage is in \
+                         synced bytes",
+                        record.synced_to
+                    ));
+                } else if seqno <= next {
+                    after.synced = Some(format!(
+                        "record at offset {offset} carries seqno {seqno}, which cannot follow a record \
+                         at seqno {next}: a stale or misdirected write"
+                    ));
+                }
+                if after.synced.is_some() {
+                    return after;
+                }
+                after.records += 1;
+                after.first.get_or_insert(offset);
+                offset += record.total_len;
+            }
+            _ => offset += 1,
+        }
+    }
+    after
+}
+
+/// The unit in which a crash loses written-back data: a disk sector. A crash that writes
+/// back the unsynced tail out of order loses whole pages (several sectors), and a multi-
+/// sector write can land partially; either way the lost part of a freshly appended file
+/// reads as zeros.
+const SECTOR_BYTES: usize = 512;
+
+/// Whether an aligned sector that meets `damaged..intact` reads as all zeros: what a crash
+/// leaves when a write-back of the unsynced tail was lost while a later one landed. Damage
+/// of another shape (a flipped bit, a misdirected write) followed by an intact record is
+/// never a crash artefact. A file system that shows stale blocks after a crash (ext4
+/// `data=writeback`) fails this check: such a state is refused, never cut silently.
+fn zeroed_sector_between(bytes: &[u8], damaged: usize, intact: usize) -> bool {
+    let first = damaged / SECTOR_BYTES * SECTOR_BYTES;
+    (first..intact).step_by(SECTOR_BYTES).any(|start| {
+        let sector = &bytes[start..(start + SECTOR_BYTES).min(bytes.len())];
+        sector.iter().all(|&b| b == 0)
     })
 }
 
@@ -281,6 +365,7 @@ fn truncate_torn_tail(
     path: &Path,
     bytes: &[u8],
     offset: usize,
+    records_dropped: usize,
     report: &mut RecoveryReport,
 ) -> Result<(), WalError> {
     let file = fs.open(path)?;
@@ -290,6 +375,7 @@ fn truncate_torn_tail(
         path: path.to_path_buf(),
         offset: offset as u64,
         bytes_dropped: (bytes.len() - offset) as u64,
+        records_dropped,
     });
     Ok(())
 }
@@ -337,11 +423,15 @@ mod tests {
     use super::*;
     use crate::record::{body_hash, encode_record_header};
 
-    fn record(body: &[u8], count: u32, seqno: u64) -> Vec<u8> {
+    fn record(body: &[u8], count: u32, seqno: u64, synced_to: u64) -> Vec<u8> {
         let len = u32::try_from(body.len()).unwrap();
-        let mut record = encode_record_header(len, count, seqno, body_hash(body)).to_vec();
+        let mut record = encode_record_header(len, count, seqno, synced_to, body_hash(body)).to_vec();
         record.extend_from_slice(body);
         record
+    }
+
+    fn found(after: &After) -> (usize, bool) {
+        (after.records, after.synced.is_some())
     }
 
     /// Regression (a torn 1 M event batch made the next open take 40 s): the torn-tail scan
@@ -353,14 +443,63 @@ mod tests {
         let unit = [(1u32 << 20).to_le_bytes(), 1u32.to_le_bytes()].concat();
         let garbage = unit.repeat(256 << 10);
         let (first, next) = (3, 5);
-        assert!(!valid_record_after(&garbage, 0, first, next));
+        assert_eq!(found(&records_after(&garbage, 0, first, next)), (0, false));
         let mut body = Batch::new();
         body.delete(1, 2);
-        let after = |seqno: u64| [garbage.as_slice(), &record(body.as_bytes(), 1, seqno)].concat();
-        assert!(valid_record_after(&after(6), 0, first, next), "a record that can follow is found");
-        assert!(valid_record_after(&after(first), 0, first, next), "so is a stale one of this segment");
+        let after = |seqno: u64, synced_to: u64| {
+            [garbage.as_slice(), &record(body.as_bytes(), 1, seqno, synced_to)].concat()
+        };
+        assert_eq!(found(&records_after(&after(6, 0), 0, first, next)), (1, false), "one that can follow");
         let beyond = next + garbage.len() as u64;
-        assert!(!valid_record_after(&after(beyond), 0, first, next), "more seqnos than bytes between");
-        assert!(!valid_record_after(&after(first - 1), 0, first, next), "a seqno below the segment's");
+        assert_eq!(found(&records_after(&after(beyond, 0), 0, first, next)), (0, false), "too many seqnos");
+        assert_eq!(
+            found(&records_after(&after(first - 1, 0), 0, first, next)),
+            (0, false),
+            "below the segment"
+        );
+    }
+
+    /// Format v3 (the reordered-crash hole): what a record after the damage proves. Saying
+    /// the log was synced past the damage, or being a stale copy (seqno at or below the
+    /// damaged record's), makes it synced damage; a `synced_to` past the record's own offset
+    /// is itself damage, so it proves nothing.
+    #[test]
+    fn records_after_the_damage_prove_it_synced_only_by_what_they_say() {
+        let mut body = Batch::new();
+        body.delete(1, 2);
+        let hole = vec![0u8; 100];
+        let at = hole.len() as u64;
+        let after = |seqno: u64, synced_to: u64| {
+            [hole.as_slice(), &record(body.as_bytes(), 1, seqno, synced_to)].concat()
+        };
+        let (first, next) = (3, 5);
+        assert_eq!(found(&records_after(&after(6, 10), 10, first, next)), (1, false), "synced to the hole");
+        let synced = records_after(&after(6, 11), 10, first, next);
+        assert_eq!(found(&synced), (0, true), "synced past the hole");
+        assert!(synced
+            .synced
+            .unwrap()
+            .contains(&format!("record at offset {at} says the log was synced to 11")));
+        assert_eq!(found(&records_after(&after(first, 0), 10, first, next)), (0, true), "a stale copy");
+        assert_eq!(found(&records_after(&after(6, at + 1), 10, first, next)), (0, false), "impossible");
+    }
+
+    #[test]
+    fn only_an_all_zero_aligned_sector_between_looks_like_a_lost_write_back() {
+        let mut bytes = vec![7u8; 4 * SECTOR_BYTES];
+        assert!(!zeroed_sector_between(&bytes, 10, 3 * SECTOR_BYTES));
+        bytes[SECTOR_BYTES..2 * SECTOR_BYTES].fill(0);
+        assert!(zeroed_sector_between(&bytes, 10, 3 * SECTOR_BYTES));
+        assert!(
+            zeroed_sector_between(&bytes, SECTOR_BYTES + 3, SECTOR_BYTES + 4),
+            "the sector meets the range"
+        );
+        assert!(
+            !zeroed_sector_between(&bytes, 10, SECTOR_BYTES),
+            "the zeroed sector is past the intact record"
+        );
+        assert!(!zeroed_sector_between(&bytes, 2 * SECTOR_BYTES, 3 * SECTOR_BYTES), "before the damage");
+        bytes[SECTOR_BYTES + 100] = 1;
+        assert!(!zeroed_sector_between(&bytes, 10, 3 * SECTOR_BYTES), "a sector with one set bit");
     }
 }

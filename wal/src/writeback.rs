@@ -11,6 +11,10 @@
 //!   the record under the gate before it trusts its own fsync, and at the start of every
 //!   group: after a failed fsync nothing is acknowledged again (the kernel may have dropped
 //!   the dirty pages, so a later fsync that succeeds proves nothing).
+//! - `durable` records, for the active segment only, the length covered by the last fsync
+//!   that completed. Records carry it as `synced_to`, so it must never run ahead of the
+//!   disk: it moves only after an fsync returned, and a background fsync of a segment that
+//!   is no longer active (queued before a rotation) does not touch it.
 
 use std::sync::mpsc;
 use std::sync::Arc;
@@ -26,6 +30,14 @@ use crate::WalError;
 pub(crate) struct SyncGate {
     gate: Mutex<()>,
     failure: Mutex<Option<WalError>>,
+    durable: Mutex<Durable>,
+}
+
+/// A segment (by first seqno) and how much of it an fsync that completed covers.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct Durable {
+    pub(crate) segment: u64,
+    pub(crate) len: u64,
 }
 
 impl SyncGate {
@@ -34,29 +46,55 @@ impl SyncGate {
         self.failure.lock().clone()
     }
 
-    /// fsyncs `file` under the gate, unless an earlier fsync failed.
-    pub(crate) fn sync(&self, file: &dyn File) -> Result<(), WalError> {
+    /// Makes `synced` the active segment, durable up to its length (a fresh segment's
+    /// header, or what recovery synced).
+    pub(crate) fn activate(&self, synced: Durable) {
+        *self.durable.lock() = synced;
+    }
+
+    /// How much of the active segment `segment` is known durable (0 if it is not active).
+    pub(crate) fn durable_len(&self, segment: u64) -> u64 {
+        let durable = *self.durable.lock();
+        if durable.segment == segment {
+            durable.len
+        } else {
+            0
+        }
+    }
+
+    fn covered(&self, synced: Durable) {
+        let mut durable = self.durable.lock();
+        if durable.segment == synced.segment && durable.len < synced.len {
+            durable.len = synced.len;
+        }
+    }
+
+    /// fsyncs `file`, whose first `synced.len` bytes are written, under the gate, unless an
+    /// earlier fsync failed.
+    pub(crate) fn sync(&self, file: &dyn File, synced: Durable) -> Result<(), WalError> {
         let _gate = self.gate.lock();
         if let Some(failure) = self.failure() {
             return Err(failure);
         }
         file.sync_data()?;
+        self.covered(synced);
         Ok(())
     }
 
-    fn sync_in_background(&self, file: &dyn File) {
+    fn sync_in_background(&self, file: &dyn File, synced: Durable) {
         let _gate = self.gate.lock();
         if self.failure.lock().is_some() {
             return;
         }
-        if let Err(err) = file.sync_data() {
-            *self.failure.lock() = Some(err.into());
+        match file.sync_data() {
+            Ok(()) => self.covered(synced),
+            Err(err) => *self.failure.lock() = Some(err.into()),
         }
     }
 }
 
 enum Job {
-    Sync(Arc<dyn File>),
+    Sync(Arc<dyn File>, Durable),
     Stop,
 }
 
@@ -72,8 +110,8 @@ impl Writeback {
         let handle = std::thread::Builder::new()
             .name("strata-wal-writeback".into())
             .spawn(move || {
-                while let Ok(Job::Sync(file)) = inbox.recv() {
-                    gate.sync_in_background(file.as_ref());
+                while let Ok(Job::Sync(file, synced)) = inbox.recv() {
+                    gate.sync_in_background(file.as_ref(), synced);
                 }
             })
             .map_err(|err| WalError::Thread { reason: err.to_string() })?;
@@ -107,9 +145,10 @@ pub(crate) struct Requester {
 }
 
 impl Requester {
-    /// Queues an fsync of `file`. If the thread is gone the request is dropped: the data is
-    /// still synced by the next rotation, `sync = true` append or close.
-    pub(crate) fn request(&self, file: Arc<dyn File>) {
-        let _ = self.jobs.send(Job::Sync(file));
+    /// Queues an fsync of `file`, whose first `synced.len` bytes are written. If the thread
+    /// is gone the request is dropped: the data is still synced by the next rotation,
+    /// `sync = true` append or close.
+    pub(crate) fn request(&self, file: Arc<dyn File>, synced: Durable) {
+        let _ = self.jobs.send(Job::Sync(file, synced));
     }
 }

@@ -8,6 +8,11 @@
 //! Invariant: before a new segment receives its first record, the previous segment is
 //! synced. A torn write can therefore only damage the last segment; damage anywhere else is
 //! corruption, which is what recovery assumes.
+//!
+//! Every record is stamped here with `synced_to`, the length of the active segment covered by
+//! the last fsync that completed (see `SyncGate`). Stamping a smaller value than the truth is
+//! safe (recovery only detects less); a larger one would make recovery call a torn tail
+//! corruption, so the value only ever comes from fsyncs that returned.
 
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
@@ -17,15 +22,17 @@ use strata_vfs::{File, FileSystem};
 
 use crate::commit::{Framed, Sink};
 use crate::log::Counters;
-use crate::record::{end_seqno, SEGMENT_HEADER_LEN};
+use crate::record::{end_seqno, set_synced_to, RECORD_HEADER_LEN, SEGMENT_HEADER_LEN};
 use crate::segment::create_segment;
-use crate::writeback::{Requester, SyncGate};
+use crate::writeback::{Durable, Requester, SyncGate};
 use crate::{Segments, WalError};
 
 pub(crate) struct SegmentWriter {
     pub(crate) fs: Arc<dyn FileSystem>,
     pub(crate) dir: PathBuf,
     pub(crate) file: Arc<dyn File>,
+    /// First seqno of the active segment (its name).
+    pub(crate) segment: u64,
     /// Bytes in the active segment, header included.
     pub(crate) len: u64,
     /// Length of the active segment when it was last synced or handed to the writeback.
@@ -49,9 +56,18 @@ impl Sink for SegmentWriter {
             return Err(failure);
         }
         if let Some(last) = records.last() {
+            let synced_to = self.gate.durable_len(self.segment).max(SEGMENT_HEADER_LEN as u64);
+            let headers: Vec<[u8; RECORD_HEADER_LEN]> = records
+                .iter()
+                .map(|record| {
+                    let mut header = record.header;
+                    set_synced_to(&mut header, synced_to, record.body_hash);
+                    header
+                })
+                .collect();
             let mut slices: Vec<&[u8]> = Vec::with_capacity(records.len() * 2);
-            for record in records {
-                slices.push(&record.header);
+            for (header, record) in headers.iter().zip(records) {
+                slices.push(header);
                 slices.push(record.body);
             }
             self.append(&slices)?;
@@ -65,7 +81,7 @@ impl Sink for SegmentWriter {
             self.rotate()?;
         } else if self.bytes_per_sync > 0 && self.len - self.synced_len >= self.bytes_per_sync {
             if let Some(writeback) = &self.writeback {
-                writeback.request(Arc::clone(&self.file));
+                writeback.request(Arc::clone(&self.file), self.durable());
                 self.synced_len = self.len;
             }
         }
@@ -85,8 +101,13 @@ impl SegmentWriter {
         Ok(())
     }
 
+    /// The active segment as far as it is written: durable once an fsync of it returns.
+    fn durable(&self) -> Durable {
+        Durable { segment: self.segment, len: self.len }
+    }
+
     fn sync(&mut self) -> Result<(), WalError> {
-        self.gate.sync(self.file.as_ref())?;
+        self.gate.sync(self.file.as_ref(), self.durable())?;
         self.dirty = false;
         self.synced_len = self.len;
         self.counters.syncs.fetch_add(1, Ordering::Relaxed);
@@ -99,8 +120,10 @@ impl SegmentWriter {
         }
         let file = create_segment(self.fs.as_ref(), &self.dir, self.next_seqno)?;
         self.file = Arc::from(file);
+        self.segment = self.next_seqno;
         self.len = SEGMENT_HEADER_LEN as u64;
         self.synced_len = self.len;
+        self.gate.activate(self.durable());
         self.segments.push(self.next_seqno);
         Ok(())
     }

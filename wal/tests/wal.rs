@@ -430,19 +430,27 @@ fn reopen_makes_the_recovered_tail_durable_before_writing_after_it() {
     assert_eq!(recovery.batches[0].batch, batch(1, 2));
 }
 
+/// Versions 1 and 2 (24-byte record headers, no `synced_to`) are refused, not read: strata
+/// is unreleased, so no log of theirs needs upgrading.
 #[test]
-fn version_1_segments_are_refused_clearly() {
-    let fs = SimFs::new();
-    drop(open(&fs, WalOptions::default()).unwrap());
-    let mut header = fs.contents(&seg(1)).unwrap();
-    fs.remove(&seg(1)).unwrap();
-    header[8] = 1;
-    let checksum = xxhash_rust_checksum(&header[..24]);
-    header[24..32].copy_from_slice(&checksum.to_le_bytes());
-    fs.create(&seg(1)).unwrap().append(&header).unwrap();
-    let err = open(&fs, WalOptions::default()).unwrap_err();
-    assert!(matches!(err, WalError::UnsupportedVersion { version: 1, .. }), "{err}");
-    assert!(err.to_string().contains("version 1 is not supported"), "{err}");
+fn version_1_and_2_segments_are_refused_clearly() {
+    for version in [1u8, 2] {
+        let fs = SimFs::new();
+        drop(open(&fs, WalOptions::default()).unwrap());
+        let mut header = fs.contents(&seg(1)).unwrap();
+        fs.remove(&seg(1)).unwrap();
+        header[8] = version;
+        let checksum = xxhash_rust_checksum(&header[..24]);
+        header[24..32].copy_from_slice(&checksum.to_le_bytes());
+        fs.create(&seg(1)).unwrap().append(&header).unwrap();
+        let err = open(&fs, WalOptions::default()).unwrap_err();
+        assert!(
+            matches!(err, WalError::UnsupportedVersion { version: v, .. } if v == u32::from(version)),
+            "{err}"
+        );
+        assert!(err.to_string().contains(&format!("version {version} is not supported")), "{err}");
+        assert!(err.to_string().contains("reads version 3"), "{err}");
+    }
 }
 
 fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
