@@ -3,7 +3,7 @@
 //! the read that touches it; reads never return a different event and never panic. Also the
 //! bad inputs of the SSTable issue, each with its typed error.
 //!
-//! Size: `STRATA_SST_FLIP_POSITIONS` positions (default 20,000; all of them when the table is
+//! Size: `STRATA_SST_FLIP_POSITIONS` positions (default 5,000; all of them when the table is
 //! smaller). The summary line prints the flips made and detected.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::cast_possible_truncation)]
 
