@@ -13,7 +13,7 @@
 //!   `STRATA_FAULT_SCALE`; 1 from scale 16 up): 8 seeds of `Reorder` (random subsets of the
 //!   unsynced pages and names, in any order), a torn tail and a garbage tail;
 //! - a second crash before every operation of the recovery of one distinct state in
-//!   `STRATA_CRASH_RECOVERY_STRIDE` (default 128, divided by the scale likewise), in two
+//!   `STRATA_CRASH_RECOVERY_STRIDE` (default 128, divided by the scale down to 32), in two
 //!   modes (`DurableOnly` and a `Reorder` seed);
 //! - the stability check (close, reopen, power loss, reopen) on one distinct state in
 //!   `STRATA_CRASH_STABILITY_STRIDE` (default 16, divided by the scale).
@@ -39,15 +39,15 @@ use strata_tests::summary::Summary;
 fn plan() -> Plan {
     let scale = env_size("STRATA_FAULT_SCALE", 1).max(1);
     // 0 turns a kind of state off; otherwise the scale divides the stride, down to 1.
-    let stride = |name: &str, default: u64| match env_size(name, default) {
+    let stride = |name: &str, default: u64, floor: u64| match env_size(name, default) {
         0 => 0,
-        n => (n / scale).max(1),
+        n => (n / scale).max(floor),
     };
     Plan {
         reorder_seeds: 8,
-        random_stride: stride("STRATA_CRASH_RANDOM_STRIDE", 16),
-        recovery_stride: stride("STRATA_CRASH_RECOVERY_STRIDE", 128),
-        stability_stride: stride("STRATA_CRASH_STABILITY_STRIDE", 16),
+        random_stride: stride("STRATA_CRASH_RANDOM_STRIDE", 16, 1),
+        recovery_stride: stride("STRATA_CRASH_RECOVERY_STRIDE", 128, 32),
+        stability_stride: stride("STRATA_CRASH_STABILITY_STRIDE", 16, 1),
         only_near: std::env::var("STRATA_CRASH_POINT").ok().and_then(|v| v.parse().ok()),
         workers: 2,
     }
