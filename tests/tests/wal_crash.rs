@@ -67,7 +67,7 @@ fn crash_campaign(name: &str, modes: impl Fn(u64) -> Vec<CrashMode>) -> Summary 
             break;
         }
     }
-    println!("{summary}");
+    summary.finish();
     assert!(summary.points > 100, "the workload did too few operations: {summary}");
     assert_eq!(summary.losses, 0);
     summary
@@ -136,7 +136,7 @@ fn error_campaign(name: &str, kind: FsErrorKind) {
         summary.synced_checked += checked.synced;
         summary.states += 2;
     }
-    println!("{summary}");
+    summary.finish();
     assert!(summary.points > 100, "the workload did too few operations: {summary}");
     assert_eq!(summary.losses, 0);
 }
