@@ -453,10 +453,26 @@ impl Inner {
 
     /// Drops whole partitions by one edit, their tables unread.
     pub fn drop_partitions(&self, partitions: &[i64], tables: &[u64]) -> Result<()> {
-        let edit =
-            Edit { removed: tables.to_vec(), dropped_partitions: partitions.to_vec(), ..Edit::default() };
+        // The flush thread's retention pass and a background plan can decide the same drop
+        // from the same version: one at a time, and each drops only what is still there.
+        let _serial = self.retention.lock();
+        self.drop_live_partitions(partitions, tables)
+    }
+
+    /// [`Self::drop_partitions`], with the retention lock held by the caller: keeps the
+    /// partitions and tables the current version still has, and does nothing when none is.
+    pub fn drop_live_partitions(&self, partitions: &[i64], tables: &[u64]) -> Result<()> {
+        let version = Arc::clone(&self.current.read().version);
+        let present = version.partitions();
+        let partitions: Vec<i64> = partitions.iter().copied().filter(|p| present.contains(p)).collect();
+        let tables: Vec<u64> = tables.iter().copied().filter(|t| version.tables.contains_key(t)).collect();
+        if partitions.is_empty() && tables.is_empty() {
+            return Ok(());
+        }
+        let count = partitions.len() as u64;
+        let edit = Edit { removed: tables, dropped_partitions: partitions, ..Edit::default() };
         self.install(edit, Vec::new(), None)?;
-        self.counters.partitions_dropped.fetch_add(partitions.len() as u64, Ordering::Relaxed);
+        self.counters.partitions_dropped.fetch_add(count, Ordering::Relaxed);
         Ok(())
     }
 

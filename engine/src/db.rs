@@ -686,7 +686,7 @@ impl Inner {
             .filter(|t| expired.contains(&t.record.partition))
             .map(|t| t.record.number)
             .collect();
-        self.drop_partitions(&expired, &removed)
+        self.drop_live_partitions(&expired, &removed)
     }
 
     fn stats(&self) -> Stats {
