@@ -38,7 +38,8 @@ figures=$(mktemp)
 {
     echo "Run of $(date -u -d "@$start" '+%Y-%m-%d %H:%M') UTC, commit $(git rev-parse --short HEAD)," \
         "STRATA_FAULT_SCALE=$scale, $(( (end - start) / 60 )) min $(( (end - start) % 60 )) s on" \
-        "$(nproc) cores ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'))."
+        "$(nproc) cores ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'))." \
+        "Other knobs set: $(env | grep '^STRATA_' | grep -v '^STRATA_FAULT_SCALE=\|^STRATA_FAULT_REPORT=' | sort | tr '\n' ' ' | sed 's/ $//' | grep . || echo none)."
     echo
     echo "| total | |"
     echo "|---|---:|"

@@ -1,6 +1,6 @@
 //! The figures a campaign reports: points tried, states explored, faults injected and
 //! detected, and losses (which must be 0). Printed as one table when the campaign ends
-//! ([`Summary::finish`]), and appended to the file `STRATA_FAULT_REPORT` names when it is
+//! ([`Summary::finish`], on stderr, uncaptured), and appended to the file `STRATA_FAULT_REPORT` names when it is
 //! set: docs/testing.md quotes the figures of a release-size run from that file, never
 //! from hand-typed text.
 
@@ -69,7 +69,10 @@ impl Summary {
     /// with the campaign's scale (`STRATA_FAULT_SCALE`) and its wall time since `new`.
     pub fn finish(&self) {
         let elapsed = self.started.map(|t| t.elapsed()).unwrap_or_default();
-        println!("{self}\n(in {elapsed:.1?})");
+        // Straight to the stderr descriptor, past the test harness's capture, so that every
+        // run (CI's included) shows the figures of its passing campaigns too.
+        let table = format!("{self}\n(in {elapsed:.1?})\n");
+        let _ = std::io::stderr().lock().write_all(table.as_bytes());
         let Some(path) = std::env::var_os("STRATA_FAULT_REPORT") else { return };
         let scale = crate::env_size("STRATA_FAULT_SCALE", 1);
         let text = format!("{self}\n| scale {scale}, {:.1} s\n\n", elapsed.as_secs_f64());
