@@ -18,7 +18,7 @@ mkdir -p target
 start=$(date -u +%s)
 status=0
 STRATA_FAULT_SCALE=$scale STRATA_FAULT_REPORT=$PWD/$report \
-    cargo test --release -p strata-tests 2>&1 | tee "$log" || status=$?
+    cargo test --release --no-fail-fast -p strata-tests 2>&1 | tee "$log" || status=$?
 end=$(date -u +%s)
 
 # Totals of the figures every table reports.
