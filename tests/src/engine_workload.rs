@@ -620,11 +620,23 @@ pub fn recover_once(
     lo: usize,
     hi: usize,
 ) -> Result<usize, Violation> {
+    first_recovery(sim, workload, options, lo, hi).map(|(_, _, j)| j)
+}
+
+/// The first open after a crash, its contents, and the prefix they are the model of.
+fn first_recovery(
+    sim: &SimFs,
+    workload: &Workload,
+    options: &Options,
+    lo: usize,
+    hi: usize,
+) -> Result<(Db, State, usize), Violation> {
     let db = Db::open_with_fs(Arc::new(sim.clone()), DIR, options.clone())
         .map_err(|e| Violation::Reopen(format!("first open: {e} [kind {:?}]", e.kind())))?;
     let state = read_state(&db, &workload.users())
         .map_err(|e| Violation::Loss(format!("read after recovery failed: {e}")))?;
-    workload.check(&state, lo, hi).map_err(Violation::Loss)
+    let j = workload.check(&state, lo, hi).map_err(Violation::Loss)?;
+    Ok((db, state, j))
 }
 
 /// Opens the database on `sim`, checks that it holds the model of a prefix `j` with
@@ -643,10 +655,7 @@ pub fn recover_and_check(
         Db::open_with_fs(Arc::new(sim.clone()), DIR, options.clone())
             .map_err(|e| Violation::Reopen(format!("{what}: {e} [kind {:?}]", e.kind())))
     };
-    let db = open("first open")?;
-    let state =
-        read_state(&db, &users).map_err(|e| Violation::Loss(format!("read after recovery failed: {e}")))?;
-    let j = workload.check(&state, lo, hi).map_err(Violation::Loss)?;
+    let (db, state, j) = first_recovery(sim, workload, options, lo, hi)?;
     db.close().map_err(|e| Violation::Reopen(format!("close of the recovered database failed: {e}")))?;
     drop(db);
     for what in ["open after a clean close", "open after a clean close and a power loss"] {
