@@ -51,6 +51,7 @@ pub(crate) trait Sink {
 /// Longest a sync leader waits for one more expected member of its group: well under an
 /// fsync (about 0.2 ms on the disks measured), well over the time a released writer takes
 /// to come back with its next batch.
+#[cfg_attr(loom, allow(dead_code))] // loom models the wait without a clock
 pub(crate) const GATHER_WAIT: Duration = Duration::from_micros(60);
 
 /// A queued record, owning a copy of its body.
