@@ -23,6 +23,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod damage;
 mod error;
 mod fault;
 mod os;

@@ -24,6 +24,7 @@ mod record;
 mod recovery;
 mod segment;
 mod sync;
+mod tail;
 mod writeback;
 mod writer;
 

@@ -53,13 +53,13 @@ pub const RECORD_HEADER_LEN: usize = 32;
 /// Size of the smallest encoded operation (a delete: tag, user, ts).
 pub(crate) const MIN_OP_LEN: usize = 17;
 
-fn le_u32(bytes: &[u8], at: usize) -> u32 {
+pub(crate) fn le_u32(bytes: &[u8], at: usize) -> u32 {
     let mut array = [0u8; 4];
     array.copy_from_slice(&bytes[at..at + 4]);
     u32::from_le_bytes(array)
 }
 
-fn le_u64(bytes: &[u8], at: usize) -> u64 {
+pub(crate) fn le_u64(bytes: &[u8], at: usize) -> u64 {
     let mut array = [0u8; 8];
     array.copy_from_slice(&bytes[at..at + 8]);
     u64::from_le_bytes(array)

@@ -17,7 +17,9 @@
 //!   write-back reads as zeros up to a page boundary, so when intact records follow X, a
 //!   page lost that way must lie between: other damage followed by intact records (a
 //!   flipped bit, a lost write of one group) is never a crash's. Zeros at X that stop off a
-//!   sector boundary before non-zero bytes are not a crash's either.
+//!   sector boundary before non-zero bytes are not a crash's either, nor a header after
+//!   zeros that carries the seqno that belongs at X, nor a final record at X that lies whole
+//!   in the file with no sector of zeros or is one flipped bit from valid (`tail.rs`).
 //!   The segment is truncated at X (those records go too), synced, and the dropped bytes and records are
 //!   reported. The tail is read a second time first: if it reads back differently it is a
 //!   read fault, not a torn write, and recovery fails with [`WalError::Corruption`] rather
@@ -36,6 +38,7 @@ use crate::record::{
     decode_record, decode_segment_header, HeaderError, MIN_OP_LEN, RECORD_HEADER_LEN, SEGMENT_HEADER_LEN,
 };
 use crate::segment::{classify, segment_path, Entry};
+use crate::tail;
 use crate::{RecoveredBatch, RecoveryMode, RecoveryReport, StoppedEarly, TornTail, WalError};
 
 /// What recovery found, and where writing resumes.
@@ -234,14 +237,20 @@ fn read_segment(
         }
         let after = records_after(&bytes, offset, first_seqno, next);
         let evidence = after.synced.or_else(|| {
-            after.first.filter(|&intact| !lost_page_between(&bytes, offset, intact)).map(|intact| {
+            after.first.filter(|&intact| !tail::lost_page_between(&bytes, offset, intact)).map(|intact| {
                 format!(
                     "an intact record at offset {intact} follows, and no zeroed page before it shows a \
                      write-back lost in a crash: damage, not a torn write"
                 )
             })
         });
-        if let Some(evidence) = evidence.or_else(|| zeros_ending_off_a_sector(&bytes, offset)) {
+        let evidence = evidence
+            .or_else(|| tail::zeros_ending_off_a_sector(&bytes, offset))
+            .or_else(|| tail::displaced_record(&bytes, offset, next))
+            .or_else(|| {
+                after.first.is_none().then(|| tail::whole_final_record(&bytes, offset, next)).flatten()
+            });
+        if let Some(evidence) = evidence {
             return Err(damaged(offset as u64, format!("{bad}; {evidence}"), next));
         }
         if !tail_reads_back_the_same(fs, &path, &bytes, offset)? {
@@ -326,52 +335,6 @@ fn records_after(bytes: &[u8], damaged: usize, first: u64, next: u64) -> After {
         }
     }
     after
-}
-
-/// The unit in which a crash loses written-back data: a page of the page cache (4 KiB, or a
-/// multiple of it, which holds several 4 KiB-aligned ranges). The lost part of a freshly
-/// appended file reads as zeros (a block allocated and never written).
-const PAGE_BYTES: usize = 4096;
-
-/// Zero bytes at the start of a kept page are taken for the original bytes of a record
-/// (integer fields hold up to 8) only while fewer than this: a longer run is the end of a
-/// zeroed range that does not stop at a page boundary, the shape of a lost write.
-const ORIGINAL_ZEROS: usize = 16;
-
-/// Whether the bytes from `damaged` to the intact record at `intact` show a page lost in a
-/// crash: a range of zeros that ends at a page boundary and starts at the previous one, or
-/// at `damaged` (a page synced up to `damaged` keeps its synced part), followed by the kept
-/// page's original bytes. Damage of another shape followed by an intact record, such as a
-/// flipped bit or a lost write of a group (zeros from one record to the next), is never a
-/// crash's. A file system that shows stale blocks after a crash (ext4 `data=writeback`)
-/// fails this check: such a state is refused, never cut silently.
-fn lost_page_between(bytes: &[u8], damaged: usize, intact: usize) -> bool {
-    let first_end = (damaged / PAGE_BYTES + 1) * PAGE_BYTES;
-    (first_end..=intact).step_by(PAGE_BYTES).any(|end| {
-        let lost = &bytes[(end - PAGE_BYTES).max(damaged)..end];
-        let kept = &bytes[end..intact];
-        let leading_zeros = kept.iter().take(ORIGINAL_ZEROS).take_while(|&&b| b == 0).count();
-        lost.iter().all(|&b| b == 0) && leading_zeros < ORIGINAL_ZEROS
-    })
-}
-
-/// The smallest unit a disk writes: a crash loses whole sectors of a write in flight.
-const SECTOR_BYTES: usize = 512;
-
-/// Why the zeros that the damaged record at `damaged` starts with cannot be a crash's, if
-/// they cannot. A crash loses whole sectors (or pages) from where the synced bytes end, so
-/// zeros there run to a sector boundary (give or take original zero bytes after it) or to
-/// the end of the file. Zeros that stop elsewhere before non-zero bytes are the shape of a
-/// lost or misdirected write of the records at `damaged`, followed by other bytes.
-fn zeros_ending_off_a_sector(bytes: &[u8], damaged: usize) -> Option<String> {
-    let run = bytes[damaged..].iter().take_while(|&&b| b == 0).count();
-    let end = damaged + run;
-    (run >= ORIGINAL_ZEROS && end < bytes.len() && end % SECTOR_BYTES >= ORIGINAL_ZEROS).then(|| {
-        format!(
-            "zeros from offset {damaged} to {end} end off a {SECTOR_BYTES}-byte sector boundary, \
-             before non-zero bytes: a lost or misdirected write, not sectors lost in a crash"
-        )
-    })
 }
 
 /// Whether the segment's bytes from `offset` on read back as `bytes` did. A torn write is
@@ -511,39 +474,5 @@ mod tests {
             .contains(&format!("record at offset {at} says the log was synced to 11")));
         assert_eq!(found(&records_after(&after(first, 0), 10, first, next)), (0, true), "a stale copy");
         assert_eq!(found(&records_after(&after(6, at + 1), 10, first, next)), (0, false), "impossible");
-    }
-
-    #[test]
-    fn zeros_at_the_damage_must_end_at_a_sector_boundary_or_the_end_of_the_file() {
-        let mut bytes = vec![0u8; 3 * SECTOR_BYTES];
-        assert_eq!(zeros_ending_off_a_sector(&bytes, 100), None, "zeros to the end of the file");
-        bytes[2 * SECTOR_BYTES..].fill(7);
-        assert_eq!(zeros_ending_off_a_sector(&bytes, 100), None, "zeros to a sector boundary");
-        bytes[2 * SECTOR_BYTES..2 * SECTOR_BYTES + ORIGINAL_ZEROS - 1].fill(0);
-        assert_eq!(zeros_ending_off_a_sector(&bytes, 100), None, "and a few original zeros");
-        bytes[2 * SECTOR_BYTES - 300..].fill(7);
-        assert!(zeros_ending_off_a_sector(&bytes, 100).is_some(), "zeros that stop mid-sector");
-        assert_eq!(zeros_ending_off_a_sector(&bytes, 2 * SECTOR_BYTES - 310), None, "too few to say");
-    }
-
-    #[test]
-    fn only_zeros_up_to_a_page_boundary_look_like_a_lost_write_back() {
-        const P: usize = PAGE_BYTES;
-        let mut bytes = vec![7u8; 4 * P];
-        assert!(!lost_page_between(&bytes, 10, 3 * P), "no zeros");
-        bytes[P..2 * P].fill(0);
-        assert!(lost_page_between(&bytes, 10, 3 * P), "a whole lost page");
-        assert!(!lost_page_between(&bytes, 10, 2 * P - 1), "the intact record is inside the page");
-        bytes[P + 100] = 1;
-        assert!(!lost_page_between(&bytes, 10, 3 * P), "a page with one set bit");
-        // The page of the damage, synced up to it and lost after it; the next one kept.
-        bytes[3 * P - 20..3 * P].fill(0);
-        assert!(lost_page_between(&bytes, 3 * P - 20, 4 * P - 1));
-        assert!(!lost_page_between(&bytes, 3 * P - 21, 4 * P - 1), "a set byte after the damage");
-        bytes[3 * P..3 * P + ORIGINAL_ZEROS - 1].fill(0);
-        assert!(lost_page_between(&bytes, 3 * P - 20, 4 * P - 1), "the kept page starts with a few zeros");
-        bytes[3 * P + ORIGINAL_ZEROS - 1] = 0;
-        assert!(!lost_page_between(&bytes, 3 * P - 20, 4 * P - 1), "zeros run on past the boundary");
-        assert!(lost_page_between(&bytes, 3 * P - 20, 3 * P), "the intact record starts at the boundary");
     }
 }
