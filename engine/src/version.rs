@@ -16,6 +16,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
+use strata_sstable::format::FOOTER_LEN;
 use strata_sstable::{BlockCache, Table, TableStats};
 use strata_vfs::FileSystem;
 
@@ -49,7 +50,49 @@ pub(crate) fn table_record(number: u64, partition: i64, sequence: bool, stats: &
         max_ts: stats.max_ts,
         min_seqno: stats.min_seqno,
         max_seqno: stats.max_seqno,
+        footer_checksum: stats.footer_checksum,
     }
+}
+
+/// Why the table's footer is not the one `record` names, or `None` if it is. The footer
+/// checksum alone decides (it covers every other field and, through the metadata and block
+/// checksums, every byte); the other fields are compared so that the error says which
+/// disagree. The one difference allowed: a table moved from unsequence to sequence by a
+/// manifest edit alone keeps a footer that says unsequence.
+fn record_mismatch(record: &TableRecord, stats: &TableStats) -> Option<String> {
+    let fields = [
+        ("file_bytes", record.file_bytes.to_string(), stats.file_bytes.to_string()),
+        ("entries", record.entries.to_string(), stats.entries.to_string()),
+        ("partition", record.partition.to_string(), stats.partition.to_string()),
+        ("min_ts", record.min_ts.to_string(), stats.min_ts.to_string()),
+        ("max_ts", record.max_ts.to_string(), stats.max_ts.to_string()),
+        ("min_seqno", record.min_seqno.to_string(), stats.min_seqno.to_string()),
+        ("max_seqno", record.max_seqno.to_string(), stats.max_seqno.to_string()),
+    ];
+    let mut differ: Vec<String> = fields
+        .into_iter()
+        .filter(|(_, recorded, found)| recorded != found)
+        .map(|(name, recorded, found)| format!("{name} (manifest {recorded}, table {found})"))
+        .collect();
+    if !record.sequence && stats.sequence {
+        differ.push("sequence flag (manifest unsequence, table sequence)".to_string());
+    }
+    let (recorded, found) = (record.footer_checksum, stats.footer_checksum);
+    let mut reason = if recorded != found {
+        format!(
+            "the manifest records footer checksum {recorded:#018x}, the table's footer has {found:#018x}: \
+             the table's metadata is not the one the manifest names (a stale or misdirected write)"
+        )
+    } else if differ.is_empty() {
+        return None;
+    } else {
+        "the manifest's record of the table disagrees with the table's footer".to_string()
+    };
+    if !differ.is_empty() {
+        reason.push_str("; fields that disagree: ");
+        reason.push_str(&differ.join(", "));
+    }
+    Some(reason)
 }
 
 /// An open table of the database.
@@ -62,7 +105,9 @@ pub(crate) struct TableFile {
 }
 
 impl TableFile {
-    /// Opens table `record` in `dir` and checks it against what the manifest says of it.
+    /// Opens table `record` in `dir` and checks it against what the manifest says of it: a
+    /// table that opens cleanly but is not the one recorded (another table's metadata
+    /// written over it, a stale copy) is `Corruption` at its footer, never served.
     pub fn open(
         fs: &Arc<dyn FileSystem>,
         dir: &Path,
@@ -72,15 +117,9 @@ impl TableFile {
         let path = dir.join(table_name(record.number));
         let table = Table::open(fs.as_ref(), &path, Arc::clone(cache))?;
         let stats = table.stats();
-        if stats.file_bytes != record.file_bytes || stats.entries != record.entries {
-            return Err(Error::corruption(
-                &path,
-                0,
-                format!(
-                    "the manifest records {} bytes and {} entries, the table holds {} bytes and {} entries",
-                    record.file_bytes, record.entries, stats.file_bytes, stats.entries
-                ),
-            ));
+        if let Some(reason) = record_mismatch(&record, &stats) {
+            let footer = stats.file_bytes.saturating_sub(FOOTER_LEN as u64);
+            return Err(Error::corruption(&path, footer, reason));
         }
         Ok(Arc::new(TableFile { record, table, path, fs: Arc::clone(fs), obsolete: AtomicBool::new(false) }))
     }
@@ -180,7 +219,82 @@ impl SuperVersion {
 
 #[cfg(test)]
 mod tests {
+    use strata_sstable::format::Footer;
+    use strata_vfs::SimFs;
+
     use super::*;
+    use crate::{Db, ErrorKind, Options};
+
+    /// A closed database on `sim` holding two tables of the same size: user 5's event,
+    /// then user 3's. Their paths, in that order.
+    fn two_tables_of_one_size(sim: &SimFs, options: &Options) -> (PathBuf, PathBuf) {
+        let db = Db::open_with_fs(Arc::new(sim.clone()), "/db", options.clone()).unwrap();
+        for user in [5, 3] {
+            db.put(user, 10, b"payload").unwrap();
+            db.flush().unwrap();
+        }
+        db.close().unwrap();
+        let mut tables: Vec<PathBuf> =
+            sim.paths().into_iter().filter(|p| p.extension().is_some_and(|e| e == "sst")).collect();
+        tables.sort();
+        assert_eq!(tables.len(), 2, "{tables:?}");
+        (tables[0].clone(), tables[1].clone())
+    }
+
+    /// Regression (issue #7 item 4, found by `tests/tests/lost_writes.rs`, seed 92): a stale
+    /// write put another table's metadata and footer, of the same sizes, over a table's. The
+    /// table still opened (its checksums agree with each other) and the manifest's record
+    /// agreed on size and entries, so the other table's filter hid the first one's events.
+    /// The manifest now records each table's footer checksum, and the open refuses it.
+    #[test]
+    fn a_table_holding_another_tables_metadata_is_refused() {
+        let sim = SimFs::new();
+        let options = Options { partition_width: 1_000, compaction_threads: 0, ..Options::default() };
+        let (victim, source) = two_tables_of_one_size(&sim, &options);
+        let (mine, theirs) = (sim.contents(&victim).unwrap(), sim.contents(&source).unwrap());
+        assert_eq!(mine.len(), theirs.len(), "the two tables must be of one size");
+        let meta = Footer::decode(&theirs).unwrap().index_offset;
+        assert_eq!(meta, Footer::decode(&mine).unwrap().index_offset);
+        sim.overwrite(&victim, meta, &theirs[usize::try_from(meta).unwrap()..]).unwrap();
+        let err = match Db::open_with_fs(Arc::new(sim.clone()), "/db", options) {
+            Err(err) => err,
+            Ok(db) => panic!("opened, user 5 holds {} events", db.range(5, ..).unwrap().count()),
+        };
+        assert_eq!(err.kind(), ErrorKind::Corruption, "{err}");
+        let Error::Corruption { file, offset, reason } = err else { unreachable!() };
+        assert_eq!((file, offset), (victim, (mine.len() - FOOTER_LEN) as u64), "{reason}");
+        assert!(reason.contains("not the one the manifest names"), "{reason}");
+    }
+
+    /// The record and the footer of one table agree; each other field is named when it
+    /// differs; a moved table (sequence record, unsequence footer) is not a mismatch.
+    #[test]
+    fn a_record_mismatch_names_the_fields_that_disagree() {
+        let stats = TableStats {
+            entries: 3,
+            min_ts: 10,
+            max_ts: 20,
+            min_seqno: 1,
+            max_seqno: 3,
+            partition: 0,
+            file_bytes: 400,
+            footer_checksum: 77,
+            ..TableStats::default()
+        };
+        let record = table_record(9, 0, false, &stats);
+        assert_eq!(record_mismatch(&record, &stats), None);
+        assert_eq!(record_mismatch(&TableRecord { sequence: true, ..record.clone() }, &stats), None);
+        let sequence = TableStats { sequence: true, ..stats };
+        let reason = record_mismatch(&record, &sequence).unwrap();
+        assert!(reason.contains("disagrees") && reason.contains("sequence flag"), "{reason}");
+        let other = TableStats { partition: 4, max_ts: 25, footer_checksum: 78, ..stats };
+        let reason = record_mismatch(&record, &other).unwrap();
+        assert!(reason.contains("footer checksum 0x000000000000004d"), "{reason}");
+        assert!(
+            reason.contains("partition (manifest 0, table 4), max_ts (manifest 20, table 25)"),
+            "{reason}"
+        );
+    }
 
     #[test]
     fn table_names_round_trip() {

@@ -219,7 +219,9 @@ impl TableBuilder {
         Ok(())
     }
 
-    /// Writes the metadata and footer, syncs, and renames the table into place.
+    /// Writes the metadata and footer, syncs, and renames the table into place. The stats
+    /// returned are those a reader finds in the footer, `file_bytes` and `footer_checksum`
+    /// included.
     pub fn finish(mut self) -> Result<TableStats> {
         self.flush_block()?;
         let filter = self.filter.finish();
@@ -235,13 +237,15 @@ impl TableBuilder {
             meta_checksum: xxh3_64(&meta),
             stats: self.stats,
         };
-        self.file.append_vectored(&[&meta, &footer.encode()])?;
+        let footer = footer.encode();
+        self.file.append_vectored(&[&meta, &footer])?;
         self.file.sync_data()?;
         self.fs.rename(&self.temp, &self.path)?;
         let dir = self.path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
         self.fs.sync_dir(dir)?;
         let mut stats = self.stats;
         stats.file_bytes = self.offset + meta.len() as u64 + crate::format::FOOTER_LEN as u64;
+        stats.footer_checksum = crate::format::u64_at(&footer, crate::format::FOOTER_LEN - 16);
         Ok(stats)
     }
 

@@ -161,6 +161,12 @@ pub struct TableStats {
     pub blocks: u32,
     /// File size in bytes.
     pub file_bytes: u64,
+    /// The footer's own checksum (xxh3 of footer bytes 0..136). The footer holds the
+    /// metadata checksum and the index holds each block's, so this one value is the root of
+    /// a checksum tree over the whole table: a parent that records it (the engine's manifest)
+    /// can tell its table from any other well-formed table. Like `file_bytes`, it is filled
+    /// in by the reader and the builder; [`Footer::encode`] computes it and ignores this.
+    pub footer_checksum: u64,
 }
 
 /// The decoded footer.
@@ -176,7 +182,7 @@ pub struct Footer {
     pub rangedel_len: u64,
     /// xxh3 of the metadata region.
     pub meta_checksum: u64,
-    /// The table's stats (`file_bytes` filled in by the reader).
+    /// The table's stats (`file_bytes` and `footer_checksum` filled in by the reader).
     pub stats: TableStats,
 }
 
@@ -289,6 +295,7 @@ impl Footer {
             compressed: u32_at(footer, 108) & 2 == 2,
             range_deletes: u64_at(footer, 112),
             file_bytes: file_len,
+            footer_checksum: u64_at(footer, footer_len - 16),
         };
         Ok(Footer {
             index_offset: u64_at(footer, 0),
@@ -337,6 +344,7 @@ mod tests {
                 compressed: true,
                 blocks: 1,
                 file_bytes: 334,
+                footer_checksum: 0,
             },
         }
     }
@@ -344,8 +352,11 @@ mod tests {
     #[test]
     fn footer_round_trips_and_tells_failures_apart() {
         let mut file = vec![0u8; 182];
-        file.extend_from_slice(&footer().encode());
-        assert_eq!(Footer::decode(&file), Ok(footer()));
+        let encoded = footer().encode();
+        file.extend_from_slice(&encoded);
+        let mut decoded = footer();
+        decoded.stats.footer_checksum = xxh3_64(&encoded[..136]);
+        assert_eq!(Footer::decode(&file), Ok(decoded));
         let mut bad = file.clone();
         bad[200] ^= 1;
         assert!(matches!(Footer::decode(&bad), Err(FooterError::Damaged(..))));

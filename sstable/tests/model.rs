@@ -53,7 +53,12 @@ fn build(
     }
     let stats = builder.finish().unwrap();
     assert_eq!(stats.entries, entries.len() as u64);
-    Table::open(fs, path, Arc::new(BlockCache::new(1 << 20))).unwrap()
+    let table = Table::open(fs, path, Arc::new(BlockCache::new(1 << 20))).unwrap();
+    // The engine's manifest records the builder's stats and checks the table's against them
+    // at open: they must agree, footer checksum included.
+    assert_eq!(table.stats(), stats);
+    assert_ne!(stats.footer_checksum, 0);
+    table
 }
 
 fn check_against_model(table: &Table, entries: &[Entry], probes: &[(u64, i64, i64)]) {

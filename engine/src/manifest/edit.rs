@@ -45,6 +45,11 @@ pub struct TableRecord {
     pub min_seqno: u64,
     /// Largest seqno in the table.
     pub max_seqno: u64,
+    /// The table's footer checksum: the root of the checksum tree over the whole table
+    /// (footer -> metadata checksum -> each block's checksum in the index). With it the
+    /// manifest names exactly one table's bytes, so a well-formed table whose metadata is
+    /// another table's (a stale or misdirected write) is refused at open.
+    pub footer_checksum: u64,
 }
 
 /// One atomic change, stored as one manifest record. `None` and empty lists change nothing.
@@ -80,7 +85,7 @@ impl TableRecord {
         for value in [self.min_ts, self.max_ts] {
             out.extend_from_slice(&value.to_le_bytes());
         }
-        for value in [self.min_seqno, self.max_seqno] {
+        for value in [self.min_seqno, self.max_seqno, self.footer_checksum] {
             out.extend_from_slice(&value.to_le_bytes());
         }
     }
@@ -103,6 +108,7 @@ impl TableRecord {
             max_ts: reader.i64("table max_ts")?,
             min_seqno: reader.u64("table min_seqno")?,
             max_seqno: reader.u64("table max_seqno")?,
+            footer_checksum: reader.u64("table footer_checksum")?,
         })
     }
 }

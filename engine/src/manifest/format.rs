@@ -5,9 +5,12 @@
 //! Reading rules: the header must be exact. Records follow until the end. A bad record
 //! (cut short, over-long, checksum mismatch) is a torn tail only if no valid record starts
 //! anywhere after it: a write that was never acknowledged can only be the last thing in the
-//! file. A record whose checksum holds but whose edit does not decode or apply is damage,
-//! always.
+//! file. And only if it has a torn write's shape: a final record that lies whole in the file
+//! with no sector reading as zeros, or that one flipped bit makes valid, was written whole
+//! and damaged since (`strata_vfs::damage`). A record whose checksum holds but whose edit
+//! does not decode or apply is damage, always.
 
+use strata_vfs::damage::{one_bit_repair, zero_sector_within, REPAIR_LIMIT, SECTOR_BYTES};
 use xxhash_rust::xxh3::{xxh3_64, xxh3_64_with_seed};
 
 use super::edit::{Edit, ManifestState};
@@ -18,14 +21,15 @@ pub(crate) const CURRENT_MAGIC: [u8; 8] = *b"STRATCUR";
 pub(crate) const CURRENT_LEN: usize = 32;
 /// Magic of a manifest file.
 pub(crate) const MANIFEST_MAGIC: [u8; 8] = *b"STRATMAN";
-/// Format version of CURRENT and of manifest files.
-pub(crate) const FORMAT_VERSION: u32 = 1;
+/// Format version of CURRENT and of manifest files. Version 2 added the footer checksum to
+/// each table record; a version 1 manifest is refused as an unsupported version.
+pub(crate) const FORMAT_VERSION: u32 = 2;
 /// Length of the manifest file header.
 pub(crate) const HEADER_LEN: usize = 16;
 /// Length of a record header: `body_len u32 | checksum u64`.
 pub(crate) const RECORD_HEADER_LEN: usize = 12;
-/// Largest record body. The biggest record is the snapshot that starts a manifest, at 66
-/// bytes a table: a million tables fit.
+/// Largest record body. The biggest record is the snapshot that starts a manifest, at 74
+/// bytes a table: 900,000 tables fit.
 pub(crate) const MAX_BODY_BYTES: usize = 64 << 20;
 
 /// An error of a pure decoder: the byte offset of the damage and what is wrong.
@@ -169,7 +173,10 @@ pub(crate) fn parse_manifest(bytes: &[u8]) -> Result<Parsed, Damage> {
             Err(reason) if valid_record_after(bytes, offset + 1) => {
                 return Err((at, format!("{reason}, but a valid record follows: damage inside the log")));
             }
-            Err(_) => {
+            Err(reason) => {
+                if let Some(evidence) = damaged_final_record(bytes, offset) {
+                    return Err((at, format!("{reason}; {evidence}")));
+                }
                 parsed.dropped_tail = Some((at, (bytes.len() - offset) as u64));
                 break;
             }
@@ -192,6 +199,32 @@ fn apply_record(state: &mut ManifestState, body: &[u8], first: bool) -> Result<(
         return Err("the first record does not set the partition width".to_string());
     }
     state.apply(&edit).map_err(|reason| format!("checksummed edit does not apply: {reason}"))
+}
+
+/// Why the bad final record at `offset` cannot be a torn edit, if it cannot (the shapes of
+/// `strata_vfs::damage`): it lies whole in the file with no sector reading as zeros, or one
+/// flipped bit makes it valid (its header's, or any of a record up to `REPAIR_LIMIT`
+/// bytes). An edit is appended and synced whole, so a crash can only cut it short or lose
+/// sectors of it.
+fn damaged_final_record(bytes: &[u8], offset: usize) -> Option<String> {
+    let rest = bytes.get(offset..)?;
+    let header = rest.get(..RECORD_HEADER_LEN)?;
+    let body_len = usize::try_from(le_u32(header)).ok().filter(|&n| n <= MAX_BODY_BYTES);
+    let total = body_len.map_or(usize::MAX, |n| RECORD_HEADER_LEN + n);
+    let whole = total <= rest.len();
+    if whole && !zero_sector_within(bytes, offset..offset + total) {
+        return Some(format!(
+            "the record is whole ({total} bytes) and no {SECTOR_BYTES}-byte sector of it reads as zeros, \
+             as sectors lost in a crash do: damaged after it was written, not torn"
+        ));
+    }
+    let searched = if whole && total <= REPAIR_LIMIT { total } else { RECORD_HEADER_LEN };
+    let mut record = rest[..rest.len().min(RECORD_HEADER_LEN + MAX_BODY_BYTES)].to_vec();
+    let (at, bit) = one_bit_repair(&mut record, 0..searched, |r| read_record(r).is_ok())?;
+    Some(format!(
+        "flipping bit {bit} of offset {} makes it a valid record: a flipped bit, not a torn edit",
+        offset + at
+    ))
 }
 
 /// Whether a valid record starts anywhere at or after `from`. Tried at every byte, since the

@@ -43,6 +43,7 @@ fn table(number: u64, partition: i64) -> TableRecord {
         max_ts: partition * 1000 + 999,
         min_seqno: number,
         max_seqno: number + 9,
+        footer_checksum: number.wrapping_mul(0x9e37_79b9_7f4a_7c15),
     }
 }
 
@@ -250,31 +251,40 @@ fn every_bit_flip_of_current_is_corruption() {
     assert_eq!(load(&sim, dir()).unwrap().unwrap().edits, 2);
 }
 
-/// Three records. A flip in the header or in records 1 and 2 is corruption at the damaged
-/// record's offset; a flip in the final record drops that record, nothing else.
+/// Three records: every flip, the final record's included, is corruption at the damaged
+/// record's offset. Issue #7 item 3: a flip in the final record used to be taken for a torn
+/// edit and the record dropped; after a clean close that removed the tables it added.
 #[test]
-fn every_bit_flip_of_a_manifest_is_corruption_or_drops_only_the_final_record() {
+fn every_bit_flip_of_a_manifest_is_corruption_at_the_damaged_record() {
     let sim = new_sim();
     let (_writer, offsets) = write_manifest(Arc::new(sim.clone()), 2);
-    let (last, end) = (offsets[2], offsets[3]);
+    let end = offsets[3];
     let path = manifest_path(1);
     for offset in 0..end {
         for bit in 0..8 {
             sim.flip_bit(&path, offset, bit).unwrap();
             let context = format!("byte {offset} bit {bit}");
-            if offset >= last {
-                let loaded = load(&sim, dir()).unwrap_or_else(|e| panic!("{context}: {e}")).unwrap();
-                assert_eq!(loaded.state, fold(&base_state(), &workload(1)), "{context}");
-                assert_eq!(loaded.dropped_tail, Some((last, end - last)), "{context}");
-            } else {
-                let (file, at, reason) = corruption(load(&sim, dir()));
-                let record = offsets.iter().copied().rfind(|&start| start <= offset);
-                let expected = if offset < HEADER_LEN as u64 { at } else { record.unwrap() };
-                assert_eq!((file, at), (path.clone(), expected), "{context}: {reason}");
-            }
+            let (file, at, reason) = corruption(load(&sim, dir()));
+            let record = offsets.iter().copied().rfind(|&start| start <= offset);
+            let expected = if offset < HEADER_LEN as u64 { at } else { record.unwrap() };
+            assert_eq!((file, at), (path.clone(), expected), "{context}: {reason}");
             sim.flip_bit(&path, offset, bit).unwrap();
         }
     }
+}
+
+/// The torn shape a crash leaves in a final record that lies whole in the file stays torn:
+/// its sector lost, it reads as zeros from where the synced bytes end.
+#[test]
+fn a_final_record_whose_sector_reads_as_zeros_is_a_torn_tail() {
+    let sim = new_sim();
+    let (_writer, offsets) = write_manifest(Arc::new(sim.clone()), 2);
+    let (last, end) = (offsets[2], offsets[3]);
+    assert!(end <= 512, "the records share one sector");
+    sim.overwrite(&manifest_path(1), last, &vec![0u8; usize::try_from(end - last).unwrap()]).unwrap();
+    let loaded = load(&sim, dir()).unwrap().unwrap();
+    assert_eq!(loaded.state, fold(&base_state(), &workload(1)));
+    assert_eq!(loaded.dropped_tail, Some((last, end - last)));
 }
 
 #[test]
@@ -319,8 +329,9 @@ fn records(edits: &[Edit]) -> Vec<u8> {
 fn load_refuses_a_damaged_or_foreign_current() {
     let manifest = records(&[base_state().snapshot_edit()]);
     let good = encode_current(1);
+    // Version 1, the format before table records held footer checksums.
     let mut version = good;
-    version[8] = 2;
+    version[8] = 1;
     let mut reserved = good;
     reserved[13] = 1;
     let mut magic = good;
@@ -330,7 +341,7 @@ fn load_refuses_a_damaged_or_foreign_current() {
         (&[good.as_slice(), b"x"].concat(), 0, "CURRENT is 33 bytes"),
         (&with_checksum(magic), 0, "bad magic"),
         (&version, 24, "checksum mismatch"),
-        (&with_checksum(version), 8, "unsupported version 2"),
+        (&with_checksum(version), 8, "unsupported version 1 (this build reads 2)"),
         (&with_checksum(reserved), 12, "reserved field"),
     ];
     for (current, offset, expected) in cases {
@@ -346,8 +357,9 @@ fn load_refuses_a_damaged_or_foreign_current() {
 fn load_refuses_a_manifest_with_a_bad_header_or_no_usable_first_record() {
     let snapshot = base_state().snapshot_edit();
     let good = records(std::slice::from_ref(&snapshot));
+    // Version 1, the format before table records held footer checksums.
     let mut version = good.clone();
-    version[8] = 2;
+    version[8] = 1;
     let mut magic = good.clone();
     magic[3] ^= 1;
     let no_width = records(&[Edit { partition_width: None, ..snapshot.clone() }]);
@@ -356,7 +368,7 @@ fn load_refuses_a_manifest_with_a_bad_header_or_no_usable_first_record() {
     let cases: [(&[u8], u64, &str); 7] = [
         (&good[..15], 0, "shorter than the 16-byte header"),
         (&magic, 0, "bad magic"),
-        (&version, 8, "unsupported version 2"),
+        (&version, 8, "unsupported version 1 (this build reads 2)"),
         (&good[..16], 16, "no valid record"),
         (torn_first, 16, "no valid record"),
         (&no_width, 16, "does not set the partition width"),
@@ -371,21 +383,21 @@ fn load_refuses_a_manifest_with_a_bad_header_or_no_usable_first_record() {
 
 /// The example of docs/format/manifest.md, as printed there.
 const EXAMPLE_MANIFEST_HEX: &str = "\
-53 54 52 41 54 4d 41 4e 01 00 00 00 00 00 00 00
+53 54 52 41 54 4d 41 4e 02 00 00 00 00 00 00 00
 1b 00 00 00 99 b1 22 9a 89 88 6b e5 01 00 60 d7
 1d 14 00 00 00 02 00 00 00 00 00 00 00 00 03 02
-00 00 00 00 00 00 00 65 00 00 00 78 43 8e e0 7b
-c6 65 80 02 02 00 00 00 00 00 00 00 03 03 00 00
+00 00 00 00 00 00 00 6d 00 00 00 23 3c b7 ca 6a
+1a dc 40 02 02 00 00 00 00 00 00 00 03 03 00 00
 00 00 00 00 00 04 02 00 00 00 00 00 00 00 db 4c
 00 00 00 00 00 00 01 d2 04 00 00 00 00 00 00 02
 00 00 00 00 00 00 00 c0 fd 0e 18 24 0a 06 00 00
 40 1e 18 24 0a 06 00 01 00 00 00 00 00 00 00 02
-00 00 00 00 00 00 00 06 db 4c 00 00 00 00 00 00
-00 40 1e 18 24 0a 06 00
+00 00 00 00 00 00 00 ef cd ab 89 67 45 23 01 06
+db 4c 00 00 00 00 00 00 00 40 1e 18 24 0a 06 00
 ";
 const EXAMPLE_CURRENT_HEX: &str = "\
-53 54 52 41 54 43 55 52 01 00 00 00 00 00 00 00
-01 00 00 00 00 00 00 00 3c 20 bb a1 21 56 37 46
+53 54 52 41 54 43 55 52 02 00 00 00 00 00 00 00
+01 00 00 00 00 00 00 00 f3 18 2c d5 7c 7a a1 5a
 ";
 
 fn hex(bytes: &[u8]) -> String {
@@ -409,6 +421,7 @@ fn example_flush() -> Edit {
             max_ts: 1_700_000_000_000_000,
             min_seqno: 1,
             max_seqno: 2,
+            footer_checksum: 0x0123_4567_89ab_cdef,
         }],
         watermarks: vec![(19_675, 1_700_000_000_000_000)],
         ..Edit::default()

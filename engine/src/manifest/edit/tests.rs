@@ -17,6 +17,7 @@ fn table(number: u64, partition: i64) -> TableRecord {
         max_ts: partition * 100 + 99,
         min_seqno: 1,
         max_seqno: 10,
+        footer_checksum: 0x0123_4567_89ab_cdef,
     }
 }
 
@@ -29,9 +30,20 @@ fn encoded(edit: &Edit) -> Vec<u8> {
 /// Tables with numbers and partitions from small ranges, so that edits collide.
 fn arb_table(numbers: u64) -> impl Strategy<Value = TableRecord> {
     let ids = (0..numbers, -3i64..3, any::<bool>());
-    (ids, any::<(u64, u64, i64, i64, u64, u64)>()).prop_map(|((number, partition, sequence), stats)| {
-        let (file_bytes, entries, min_ts, max_ts, min_seqno, max_seqno) = stats;
-        TableRecord { number, partition, sequence, file_bytes, entries, min_ts, max_ts, min_seqno, max_seqno }
+    (ids, any::<(u64, u64, i64, i64, u64, u64, u64)>()).prop_map(|((number, partition, sequence), stats)| {
+        let (file_bytes, entries, min_ts, max_ts, min_seqno, max_seqno, footer_checksum) = stats;
+        TableRecord {
+            number,
+            partition,
+            sequence,
+            file_bytes,
+            entries,
+            min_ts,
+            max_ts,
+            min_seqno,
+            max_seqno,
+            footer_checksum,
+        }
     })
 }
 
@@ -213,7 +225,9 @@ fn decode_refuses_unknown_repeated_and_disordered_tags() {
 fn decode_refuses_cut_fields_and_a_bad_sequence_flag() {
     let edit = Edit { added: vec![table(1, 0)], ..Edit::default() };
     let bytes = encoded(&edit);
-    assert_eq!(bytes.len(), 66);
+    // Tag, then 8 + 8 + 1 + 7 * 8 bytes: docs/format/manifest.md, tag 04.
+    assert_eq!(bytes.len(), 74);
+    assert_eq!(bytes[66..], 0x0123_4567_89ab_cdef_u64.to_le_bytes(), "footer_checksum ends the field");
     for cut in 1..bytes.len() {
         let err = Edit::decode(&bytes[..cut]).unwrap_err();
         assert!(err.contains("cut short"), "cut at {cut}: {err}");
