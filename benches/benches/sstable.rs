@@ -7,6 +7,9 @@
 //! is events built per second. The read benches open that table once, read every block
 //! through `table.iter()` so the cache is warm, and cycle through users drawn beforehand:
 //! Zipf-drawn users that have events for "latest", random absent ids for `get`.
+//! `block_decode` decodes single data blocks as a cold "latest" query finds them: settled
+//! (seqnos 0) cuts of 150 consecutive entries of about 70 users, zstd level 1, either whole
+//! (`full`) or for one user holding 1-3 of the block's entries (`one_user`).
 //! `strata-bench sstable` gives the full figures (2M events, percentiles); this bench keeps
 //! under about 90 s.
 
@@ -20,9 +23,10 @@ use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use strata_bench::sstable_data::{
-    absent_users, build_timed, events_per_user, table_entries, zipf_query_users,
+    absent_users, build_timed, events_per_user, settle_seqnos, table_entries, zipf_query_users,
 };
 use strata_bench::workload::WorkloadConfig;
+use strata_sstable::block::{BlockBuilder, Compression, DecodedBlock};
 use strata_sstable::{BlockCache, Entry, Table, TableOptions};
 use strata_vfs::{FileSystem, OsFs};
 
@@ -95,5 +99,72 @@ fn sstable(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, sstable);
+/// Entries per benchmark block and the range of distinct users a block may have to be kept.
+const BLOCK_ENTRIES: usize = 150;
+const BLOCK_USERS: std::ops::RangeInclusive<usize> = 60..=80;
+/// Blocks cycled through, so that one block's columns are not the only thing measured.
+const BLOCKS: usize = 64;
+
+/// Up to [`BLOCKS`] zstd-1 blocks of [`BLOCK_ENTRIES`] consecutive settled entries with a
+/// user count in [`BLOCK_USERS`], each with a user that holds 1-3 of its entries (the first
+/// such user from the middle of the block on).
+fn decode_blocks(mut entries: Vec<Entry>) -> Vec<(Vec<u8>, u64)> {
+    settle_seqnos(&mut entries);
+    let mut builder = BlockBuilder::new();
+    let mut blocks = Vec::new();
+    for chunk in entries.chunks_exact(BLOCK_ENTRIES) {
+        let mut runs: Vec<(u64, usize)> = Vec::new();
+        for entry in chunk {
+            match runs.last_mut() {
+                Some((user, len)) if *user == entry.user => *len += 1,
+                _ => runs.push((entry.user, 1)),
+            }
+        }
+        let middle = runs.len() / 2;
+        let Some(&(user, _)) = runs[middle..].iter().find(|(_, len)| (1..=3).contains(len)) else { continue };
+        if !BLOCK_USERS.contains(&runs.len()) {
+            continue;
+        }
+        chunk.iter().for_each(|entry| builder.add(entry));
+        blocks.push((builder.finish(Compression::Zstd(1)).unwrap(), user));
+        if blocks.len() == BLOCKS {
+            break;
+        }
+    }
+    assert!(!blocks.is_empty(), "no block of {BLOCK_ENTRIES} entries with {BLOCK_USERS:?} users");
+    blocks
+}
+
+fn block_decode(c: &mut Criterion) {
+    let blocks = decode_blocks(table_entries(WorkloadConfig::default(), EVENTS));
+    let on_disk = blocks.iter().map(|(bytes, _)| bytes.len()).sum::<usize>() / blocks.len();
+    let users = blocks.iter().map(|(bytes, _)| {
+        let block = DecodedBlock::decode(bytes).unwrap();
+        (0..block.len()).filter_map(|i| block.user(i)).collect::<std::collections::BTreeSet<_>>().len()
+    });
+    let users = users.sum::<usize>() / blocks.len();
+    println!("block_decode: {} blocks, {on_disk} bytes on disk, {users} users each", blocks.len());
+
+    let mut group = c.benchmark_group("block_decode");
+    group.warm_up_time(Duration::from_secs(2)).measurement_time(Duration::from_secs(5));
+    let mut next = 0usize;
+    group.bench_function("full", |b| {
+        b.iter(|| {
+            let (bytes, _) = &blocks[next % blocks.len()];
+            next += 1;
+            black_box(DecodedBlock::decode(black_box(bytes)).unwrap())
+        })
+    });
+    let mut next = 0usize;
+    group.bench_function("one_user", |b| {
+        b.iter(|| {
+            let (bytes, user) = &blocks[next % blocks.len()];
+            next += 1;
+            black_box(DecodedBlock::decode_user(black_box(bytes), black_box(*user)).unwrap())
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, sstable, block_decode);
 criterion_main!(benches);

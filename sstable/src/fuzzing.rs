@@ -10,15 +10,43 @@ use strata_vfs::{FileSystem, SimFs};
 use crate::block::DecodedBlock;
 use crate::{BlockCache, Table};
 
-/// Decodes `data` as a data block; whatever decodes must read back consistently.
+/// Decodes `data` as a data block; whatever decodes must read back consistently. Also decodes
+/// it for single users with [`DecodedBlock::decode_user`]: the user named by the input's last
+/// 8 bytes and the first 16 users of the block. That must never panic, and must give the full
+/// decode's entries of the user whenever the full decode succeeds (it checks a subset).
 pub fn decode_block(data: &[u8]) {
-    if let Ok(block) = DecodedBlock::decode(data) {
+    let full = DecodedBlock::decode(data).ok();
+    if let Some(block) = &full {
         for i in 0..block.len() {
             let entry = block.entry(i);
             assert!(entry.is_some(), "entry {i} of {} missing", block.len());
         }
         assert!(block.entry(block.len()).is_none());
     }
+    let tail = data.len().saturating_sub(8);
+    let mut users =
+        vec![data.get(tail..).map_or(0, |b| b.iter().rev().fold(0, |u, &b| u << 8 | u64::from(b)))];
+    if let Some(block) = &full {
+        users.extend((0..block.len()).filter_map(|i| block.user(i)));
+        users.dedup();
+        users.truncate(17);
+    }
+    for user in users {
+        decode_user(data, user, full.as_ref());
+    }
+}
+
+fn decode_user(data: &[u8], user: u64, full: Option<&DecodedBlock>) {
+    let one = DecodedBlock::decode_user(data, user);
+    let Some(full) = full else { return };
+    assert!(one.is_ok(), "decode accepts the block, decode_user({user}) says {one:?}");
+    let Ok(one) = one else { return };
+    let want = (0..full.len()).filter_map(|i| full.entry(i)).filter(|e| e.user == user);
+    assert!(
+        want.eq((0..one.len()).filter_map(|i| one.entry(i))),
+        "decode_user({user}) disagrees with decode"
+    );
+    assert!(one.entry(one.len()).is_none());
 }
 
 /// Stores `data` as a table file on a simulated disk, opens it and reads it every way.

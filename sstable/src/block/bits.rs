@@ -17,16 +17,35 @@
 //! for the planes, 8x8 byte transposes for the records), several times faster than moving
 //! single bits or bytes. Sizes come from the caller, who checked them against the body.
 
+use std::ops::Range;
+
 use crate::varint::Reader;
 
 /// Reads bit-transposed values of `n` records of `width` bytes.
 pub(super) fn read_planes(r: &mut Reader<'_>, width: usize, n: usize) -> Result<Vec<u8>, String> {
+    read_planes_range(r, width, n, 0..n)
+}
+
+/// Reads bit-transposed values of `n` records of `width` bytes, all of them (the reader ends
+/// past the planes), but un-transposes only `records` (within `0..n`): only the 8-record
+/// groups covering them are touched, so one user's few entries cost a tile or two, not the
+/// block.
+pub(super) fn read_planes_range(
+    r: &mut Reader<'_>,
+    width: usize,
+    n: usize,
+    records: Range<usize>,
+) -> Result<Vec<u8>, String> {
     let counts = r.bytes(width)?;
     if let Some(count) = counts.iter().find(|&&count| count > 8) {
         return Err(format!("{count} bit planes in a byte column"));
     }
     let planes = counts.iter().map(|&count| usize::from(count)).sum::<usize>() * n.div_ceil(8);
-    Ok(unbitshuffle(counts, r.bytes(planes)?, width, n))
+    let planes = r.bytes(planes)?;
+    if records.start > records.end || records.end > n {
+        return Err(format!("records {records:?} out of the {n} transposed"));
+    }
+    Ok(unbitshuffle(counts, planes, width, n, records))
 }
 
 /// Transposes the 8x8 bit matrix whose row k is byte k of `x`: bit b of byte k moves to bit k
@@ -104,47 +123,59 @@ pub(super) fn transpose_bytes(rows: &mut [u64; 8]) {
     }
 }
 
-/// Inverse of [`bitshuffle`] for `n` records: `counts` holds the planes stored per column. Works in
-/// tiles of 8 records: bit planes to one word per byte column, then 8x8 byte transposes,
-/// several times faster than moving single bits or bytes.
-fn unbitshuffle(counts: &[u8], planes: &[u8], width: usize, n: usize) -> Vec<u8> {
-    let groups = n.div_ceil(8);
+/// Inverse of [`bitshuffle`] for `records` of `n` (the whole block is `0..n`): `counts` holds
+/// the planes stored per column. Works in tiles of 8 records: bit planes to one word per byte
+/// column, then 8x8 byte transposes, several times faster than moving single bits or bytes;
+/// only the groups of 8 covering `records` are transposed.
+fn unbitshuffle(counts: &[u8], planes: &[u8], width: usize, n: usize, records: Range<usize>) -> Vec<u8> {
+    let records = records.start.min(n)..records.end.min(n);
+    if records.is_empty() {
+        return Vec::new();
+    }
+    let groups = records.start / 8..records.end.div_ceil(8);
+    let span = groups.len();
     let wide = width.div_ceil(8) * 8;
-    let words = plane_words(counts, planes, wide, groups);
-    let mut padded = vec![0u8; 8 * groups * wide];
-    for (g, records) in padded.chunks_exact_mut(8 * wide).enumerate() {
+    let words = plane_words(counts, planes, wide, n.div_ceil(8), groups.clone());
+    let mut padded = vec![0u8; 8 * span * wide];
+    for (g, group) in padded.chunks_exact_mut(8 * wide).enumerate() {
         for tile in 0..wide / 8 {
             let mut rows: [u64; 8] =
-                std::array::from_fn(|jj| words.get((tile * 8 + jj) * groups + g).copied().unwrap_or(0));
+                std::array::from_fn(|jj| words.get((tile * 8 + jj) * span + g).copied().unwrap_or(0));
             transpose_bytes(&mut rows);
-            for (record, row) in records.chunks_exact_mut(wide).zip(rows) {
+            for (record, row) in group.chunks_exact_mut(wide).zip(rows) {
                 if let Some(dst) = record.get_mut(tile * 8..tile * 8 + 8) {
                     dst.copy_from_slice(&row.to_le_bytes());
                 }
             }
         }
     }
+    // `padded` starts at record 8 * groups.start, which may precede the first wanted one.
+    let skip = records.start - 8 * groups.start;
     if wide == width {
-        padded.truncate(n * width);
+        padded.drain(..skip * width);
+        padded.truncate(records.len() * width);
         return padded;
     }
-    padded.chunks_exact(wide).take(n).flat_map(|record| record.iter().take(width)).copied().collect()
+    let wanted = padded.chunks_exact(wide).skip(skip).take(records.len());
+    wanted.flat_map(|record| record.iter().take(width)).copied().collect()
 }
 
 /// The inverse of the bit transposes in [`bitshuffle`]: the [`byte_columns`] words of
-/// `wide` columns from their stored planes.
-fn plane_words(counts: &[u8], planes: &[u8], wide: usize, groups: usize) -> Vec<u64> {
-    let zero = vec![0u8; groups];
-    let mut words = vec![0u64; wide * groups];
+/// `wide` columns from their stored planes of `groups` bytes each, for the groups `wanted`
+/// only (`words[j * wanted.len() + g - wanted.start]`).
+fn plane_words(counts: &[u8], planes: &[u8], wide: usize, groups: usize, wanted: Range<usize>) -> Vec<u64> {
+    let span = wanted.len();
+    let zero = vec![0u8; span];
+    let mut words = vec![0u64; wide * span];
     let mut rest = planes;
-    for (column, &count) in words.chunks_exact_mut(groups).zip(counts) {
+    for (column, &count) in words.chunks_exact_mut(span.max(1)).zip(counts) {
         let (stored, tail) = rest.split_at(rest.len().min(usize::from(count) * groups));
         rest = tail;
         if count == 0 {
             continue;
         }
-        let mut p = stored.chunks_exact(groups);
-        let mut next = || p.next().unwrap_or(&zero).iter();
+        let mut p = stored.chunks_exact(groups.max(1)).map(|plane| plane.get(wanted.clone()));
+        let mut next = || p.next().flatten().unwrap_or(&zero).iter();
         let (p0, p1, p2, p3, p4, p5, p6, p7) =
             (next(), next(), next(), next(), next(), next(), next(), next());
         let bytes = p0.zip(p1).zip(p2).zip(p3).zip(p4).zip(p5).zip(p6).zip(p7);

@@ -52,10 +52,14 @@
 //!   and seqno columns take at least a byte per entry), so every allocation is bounded by bytes
 //!   that are really there: the decoder never trusts a count before checking it.
 //!
+//! [`DecodedBlock::decode_user`] decodes one user's run and checks a subset of these (its doc
+//! says which); whatever `decode` accepts, it decodes to the same entries.
+//!
 //! There is no checksum here: the index entry that points to a block holds the xxh3 of its
 //! on-disk bytes, which also catches a block written to or read from the wrong place. A flipped
 //! value byte may therefore decode to a different value; only the index checksum tells.
 
+use std::borrow::Cow;
 use std::cell::RefCell;
 use std::ops::Range;
 
@@ -67,6 +71,9 @@ use crate::{Entry, Kind};
 mod bits;
 #[cfg(test)]
 mod tests;
+mod user;
+#[cfg(test)]
+mod user_tests;
 
 /// Largest body a block may declare; the decoder refuses more before allocating.
 pub const MAX_BLOCK_UNCOMPRESSED: usize = 64 << 20;
@@ -425,29 +432,8 @@ impl DecodedBlock {
     /// Decodes the on-disk bytes of a block. The error says what is wrong and where: a byte
     /// offset within the block, or within the uncompressed body.
     pub fn decode(on_disk: &[u8]) -> Result<DecodedBlock, String> {
-        let (Some(&codec), Some(body_len), Some(count)) =
-            (on_disk.first(), le_u32(on_disk, 1), le_u32(on_disk, 5))
-        else {
-            return Err(format!(
-                "block of {} bytes is shorter than its {HEADER_LEN}-byte header",
-                on_disk.len()
-            ));
-        };
-        if body_len > MAX_BLOCK_UNCOMPRESSED {
-            return Err(format!(
-                "body length {body_len} at byte 1 over the limit of {MAX_BLOCK_UNCOMPRESSED}"
-            ));
-        }
-        if count > MAX_BLOCK_ENTRIES || count.saturating_mul(2) > body_len {
-            return Err(format!("entry count {count} at byte 5 does not fit a body of {body_len} bytes"));
-        }
-        let payload = on_disk.get(HEADER_LEN..).unwrap_or_default();
-        match codec {
-            CODEC_NONE if payload.len() == body_len => parse(payload, count),
-            CODEC_NONE => Err(format!("body of {} bytes at byte 9, header says {body_len}", payload.len())),
-            CODEC_ZSTD => parse(&decompress(payload, body_len)?, count),
-            _ => Err(format!("unknown codec {codec} at byte 0")),
-        }
+        let (body, count) = body(on_disk)?;
+        parse(&body, count)
     }
 
     /// Number of entries.
@@ -547,6 +533,29 @@ impl DecodedBlock {
     }
 }
 
+/// The uncompressed body of the on-disk block `on_disk` and its entry count, after the
+/// header checks that bound every later allocation; borrowed when stored uncompressed.
+fn body(on_disk: &[u8]) -> Result<(Cow<'_, [u8]>, usize), String> {
+    let (Some(&codec), Some(body_len), Some(count)) =
+        (on_disk.first(), le_u32(on_disk, 1), le_u32(on_disk, 5))
+    else {
+        return Err(format!("block of {} bytes is shorter than its {HEADER_LEN}-byte header", on_disk.len()));
+    };
+    if body_len > MAX_BLOCK_UNCOMPRESSED {
+        return Err(format!("body length {body_len} at byte 1 over the limit of {MAX_BLOCK_UNCOMPRESSED}"));
+    }
+    if count > MAX_BLOCK_ENTRIES || count.saturating_mul(2) > body_len {
+        return Err(format!("entry count {count} at byte 5 does not fit a body of {body_len} bytes"));
+    }
+    let payload = on_disk.get(HEADER_LEN..).unwrap_or_default();
+    match codec {
+        CODEC_NONE if payload.len() == body_len => Ok((Cow::Borrowed(payload), count)),
+        CODEC_NONE => Err(format!("body of {} bytes at byte 9, header says {body_len}", payload.len())),
+        CODEC_ZSTD => Ok((Cow::Owned(decompress(payload, body_len)?), count)),
+        _ => Err(format!("unknown codec {codec} at byte 0")),
+    }
+}
+
 /// Decompresses one zstd frame that must declare and hold exactly `body_len` bytes.
 fn decompress(frame: &[u8], body_len: usize) -> Result<Vec<u8>, String> {
     let declared = zstd::zstd_safe::get_frame_content_size(frame);
@@ -589,10 +598,23 @@ fn read_rle<T>(
     r: &mut Reader<'_>,
     n: usize,
     what: &str,
-    mut value: impl FnMut(&mut Reader<'_>) -> Result<T, String>,
+    value: impl FnMut(&mut Reader<'_>) -> Result<T, String>,
 ) -> Result<Vec<(T, usize)>, String> {
+    let mut runs = Vec::new();
+    walk_rle(r, n, what, value, |item, len| runs.push((item, len)))?;
+    Ok(runs)
+}
+
+/// Reads an RLE column as [`read_rle`] does, handing each `(value, run_len)` to `visit`
+/// instead of collecting them: [`DecodedBlock::decode_user`] keeps only one range's runs.
+fn walk_rle<T>(
+    r: &mut Reader<'_>,
+    n: usize,
+    what: &str,
+    mut value: impl FnMut(&mut Reader<'_>) -> Result<T, String>,
+    mut visit: impl FnMut(T, usize),
+) -> Result<(), String> {
     let count = at(r, what, |r| r.len(n.min(r.remaining() / 2), "run count"))?;
-    let mut runs = Vec::with_capacity(count);
     let mut total = 0usize;
     for _ in 0..count {
         let item = at(r, what, &mut value)?;
@@ -601,12 +623,21 @@ fn read_rle<T>(
             return at(r, what, |_| Err("empty run".to_string()));
         }
         total += len;
-        runs.push((item, len));
+        visit(item, len);
     }
     if total != n {
         return at(r, what, |_| Err(format!("runs cover {total} entries of {n}")));
     }
-    Ok(runs)
+    Ok(())
+}
+
+fn read_kind(r: &mut Reader<'_>) -> Result<Kind, String> {
+    let byte = r.byte()?;
+    Kind::from_byte(byte).ok_or_else(|| format!("unknown kind {byte}"))
+}
+
+fn read_value_len(r: &mut Reader<'_>) -> Result<usize, String> {
+    r.len(MAX_BLOCK_UNCOMPRESSED, "value length")
 }
 
 fn parse(body: &[u8], n: usize) -> Result<DecodedBlock, String> {
@@ -618,11 +649,8 @@ fn parse(body: &[u8], n: usize) -> Result<DecodedBlock, String> {
     let runs = read_users(&mut r, n)?;
     let ts = read_ts(&mut r, &runs, n, flags & FLAG_TS_DOD != 0)?;
     let seqnos = read_seqnos(&mut r, &runs, n)?;
-    let kinds = read_rle(&mut r, n, "kinds", |r| {
-        let byte = r.byte()?;
-        Kind::from_byte(byte).ok_or_else(|| format!("unknown kind {byte}"))
-    })?;
-    let lens = read_rle(&mut r, n, "value lengths", |r| r.len(MAX_BLOCK_UNCOMPRESSED, "value length"))?;
+    let kinds = read_rle(&mut r, n, "kinds", read_kind)?;
+    let lens = read_rle(&mut r, n, "value lengths", read_value_len)?;
     let (offsets, total) = offsets(&lens, n).ok_or_else(|| "value lengths overflow the body".to_string())?;
     let values = match (flags & FLAG_TRANSPOSED != 0, lens.as_slice()) {
         (false, _) => at(&mut r, "values", |r| r.bytes(total))?.to_vec(),
@@ -642,50 +670,73 @@ fn parse(body: &[u8], n: usize) -> Result<DecodedBlock, String> {
 }
 
 fn read_users(r: &mut Reader<'_>, n: usize) -> Result<Vec<(u64, usize)>, String> {
+    read_rle(r, n, "users", user_reader())
+}
+
+/// Reads the user of each run from its gap; the closure keeps the previous run's user.
+fn user_reader() -> impl FnMut(&mut Reader<'_>) -> Result<u64, String> {
     let mut first = true;
     let mut prev = 0u64;
-    read_rle(r, n, "users", |r| {
+    move |r: &mut Reader<'_>| {
         let gap = r.u64()?;
         let user = prev.checked_add(gap).filter(|_| first || gap > 0);
         first = false;
         prev = user.ok_or_else(|| format!("user gap {gap} after user {prev}: users out of table order"))?;
         Ok(prev)
-    })
+    }
 }
 
 fn read_ts(r: &mut Reader<'_>, runs: &[(u64, usize)], n: usize, dod: bool) -> Result<Vec<i64>, String> {
     let base = at(r, "timestamps", |r| r.i64())?;
     let mut ts = Vec::with_capacity(n);
     for &(_, len) in runs {
-        let mut prev = base.wrapping_add(at(r, "timestamps", |r| r.u64())? as i64);
-        ts.push(prev);
-        let mut delta = 0i64;
-        for i in 1..len {
-            let code = at(r, "timestamps", |r| r.u64())?;
-            delta = match (dod, i) {
-                (false, _) => code as i64,
-                (true, 1) => varint::unzigzag(code),
-                (true, _) => delta.wrapping_add(varint::unzigzag(code)),
-            };
-            prev = prev.wrapping_add(delta);
-            ts.push(prev);
-        }
+        push_ts_run(r, base, len, dod, &mut ts)?;
     }
     Ok(ts)
+}
+
+/// Decodes the `len` timestamps of one user run onto `ts`.
+fn push_ts_run(
+    r: &mut Reader<'_>,
+    base: i64,
+    len: usize,
+    dod: bool,
+    ts: &mut Vec<i64>,
+) -> Result<(), String> {
+    let mut prev = base.wrapping_add(at(r, "timestamps", |r| r.u64())? as i64);
+    ts.push(prev);
+    let mut delta = 0i64;
+    for i in 1..len {
+        let code = at(r, "timestamps", |r| r.u64())?;
+        delta = match (dod, i) {
+            (false, _) => code as i64,
+            (true, 1) => varint::unzigzag(code),
+            (true, _) => delta.wrapping_add(varint::unzigzag(code)),
+        };
+        prev = prev.wrapping_add(delta);
+        ts.push(prev);
+    }
+    Ok(())
 }
 
 fn read_seqnos(r: &mut Reader<'_>, runs: &[(u64, usize)], n: usize) -> Result<Vec<u64>, String> {
     let base = at(r, "seqnos", |r| r.u64())?;
     let mut seqnos = Vec::with_capacity(n);
     for &(_, len) in runs {
-        let mut prev = base.wrapping_add(at(r, "seqnos", |r| r.u64())?);
-        seqnos.push(prev);
-        for _ in 1..len {
-            prev = prev.wrapping_add(at(r, "seqnos", |r| r.i64())? as u64);
-            seqnos.push(prev);
-        }
+        push_seqno_run(r, base, len, &mut seqnos)?;
     }
     Ok(seqnos)
+}
+
+/// Decodes the `len` seqnos of one user run onto `seqnos`.
+fn push_seqno_run(r: &mut Reader<'_>, base: u64, len: usize, seqnos: &mut Vec<u64>) -> Result<(), String> {
+    let mut prev = base.wrapping_add(at(r, "seqnos", |r| r.u64())?);
+    seqnos.push(prev);
+    for _ in 1..len {
+        prev = prev.wrapping_add(at(r, "seqnos", |r| r.i64())? as u64);
+        seqnos.push(prev);
+    }
+    Ok(())
 }
 
 /// The `n + 1` value offsets and the values' total size, if it fits a block.

@@ -9,13 +9,13 @@ use super::bits::*;
 use super::*;
 use crate::table_order;
 
-fn encode(entries: &[Entry], compression: Compression) -> Vec<u8> {
+pub(super) fn encode(entries: &[Entry], compression: Compression) -> Vec<u8> {
     let mut builder = BlockBuilder::new();
     entries.iter().for_each(|e| builder.add(e));
     builder.finish(compression).unwrap()
 }
 
-fn sorted(mut entries: Vec<Entry>) -> Vec<Entry> {
+pub(super) fn sorted(mut entries: Vec<Entry>) -> Vec<Entry> {
     entries.sort_by(table_order);
     entries.dedup_by_key(|e| (e.user, e.ts, e.seqno));
     entries
@@ -38,7 +38,7 @@ fn arb_ts() -> impl Strategy<Value = i64> {
 }
 
 /// Entries in table order; with `fixed`, every value is 8 bytes long (puts and range deletes).
-fn arb_entries() -> impl Strategy<Value = Vec<Entry>> {
+pub(super) fn arb_entries() -> impl Strategy<Value = Vec<Entry>> {
     let raw = (arb_user(), arb_ts(), prop_oneof![0..4u64, any::<u64>()], 0..3u8, arb_ts(), any::<Vec<u8>>());
     (proptest::collection::vec(raw, 0..120), any::<bool>()).prop_map(|(raw, fixed)| {
         let entries = raw.into_iter().map(|(user, ts, seqno, kind, last, mut value)| match (kind, fixed) {
@@ -127,7 +127,7 @@ fn builder_resets_and_empty_blocks_decode() {
     assert_eq!(empty.entry(0), None);
 }
 
-fn small_block() -> Vec<Entry> {
+pub(super) fn small_block() -> Vec<Entry> {
     let mut entries = Vec::new();
     for user in [3u64, 90, 1 << 40] {
         for i in 0..8i64 {

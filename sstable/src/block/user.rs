@@ -1,0 +1,238 @@
+//! Decoding one user's entries of a block: the "latest N" of a cold user needs 1-3 entries of
+//! each block it touches, and a full decode parses all of them (about 150, of about 70 users).
+//!
+//! The users column gives the run's entry range `s..e`. The timestamp and seqno columns have
+//! no per-run index, so the runs before and after are stepped over: a varint ends at a byte
+//! whose high bit is clear, so skipping `k` of them is a count of such bytes, eight at a time.
+//! The kinds and value lengths are short RLE columns walked to the range, and transposed values
+//! are un-transposed only for the 8-record groups covering it.
+
+use std::ops::Range;
+
+use bytes::Bytes;
+
+use super::{
+    at, bits, body, offsets, push_seqno_run, push_ts_run, read_kind, read_value_len, user_reader, walk_rle,
+    DecodedBlock, FLAG_TRANSPOSED, FLAG_TS_DOD, MAX_BLOCK_UNCOMPRESSED,
+};
+use crate::varint::Reader;
+use crate::Kind;
+
+impl DecodedBlock {
+    /// Decodes only the entries of `user` in the on-disk block `on_disk` (the same input as
+    /// [`decode`](Self::decode)), in table order: for a block that `decode` accepts, exactly
+    /// its entries of `user`. A block without `user` gives an empty block as soon as the
+    /// users column is read, without touching the other columns.
+    ///
+    /// The work past decompression is the users column, a byte scan of the timestamp and
+    /// seqno columns, the RLE kinds and lengths, and the run's own entries.
+    ///
+    /// Checked as by `decode`: the header, the codec, the flags and the whole users column
+    /// (gaps, run lengths summing to n); then, if `user` has a run, every kind and value
+    /// length (runs summing to n), the values' size, no trailing byte, and the run's own
+    /// varints and table order (timestamps ascending, seqnos descending at equal timestamps).
+    /// Only `decode` checks the other runs' timestamp and seqno varints (here only counted, so
+    /// an overlong one passes) and their table order, and, for an absent user, every column
+    /// after the users. That is acceptable because the table verifies a block's xxh3 against its index
+    /// entry before decoding it (`Table::read_raw_block`): damage is caught there, and these
+    /// checks only keep a corrupt block that slipped through from causing a panic or an
+    /// unbounded allocation, which they still do. An error says what and where, as `decode`'s.
+    pub fn decode_user(on_disk: &[u8], user: u64) -> Result<DecodedBlock, String> {
+        let (body, n) = body(on_disk)?;
+        parse_user(&body, n, user)
+    }
+
+    fn empty() -> DecodedBlock {
+        DecodedBlock {
+            users: Vec::new(),
+            ts: Vec::new(),
+            seqnos: Vec::new(),
+            kinds: Vec::new(),
+            offsets: vec![0],
+            values: Bytes::new(),
+        }
+    }
+}
+
+fn parse_user(body: &[u8], n: usize, user: u64) -> Result<DecodedBlock, String> {
+    let mut r = Reader::new(body);
+    let flags = at(&mut r, "flags", |r| r.byte())?;
+    if flags & !(FLAG_TRANSPOSED | FLAG_TS_DOD) != 0 {
+        return Err(format!("unknown flags {flags:#04x} at uncompressed body byte 0"));
+    }
+    let Some(run) = find_run(&mut r, n, user)? else { return Ok(DecodedBlock::empty()) };
+    let ts = run_ts(&mut r, n, &run, flags & FLAG_TS_DOD != 0)?;
+    let seqnos = run_seqnos(&mut r, n, &run)?;
+    let kinds = run_kinds(&mut r, n, &run)?;
+    let lens = RunLens::read(&mut r, n, &run)?;
+    let (offsets, run_total) = offsets(&lens.run, run.len())
+        .ok_or_else(|| format!("value lengths at uncompressed body byte {}: overflow the body", lens.at))?;
+    let values = run_values(&mut r, n, &run, flags & FLAG_TRANSPOSED != 0, &lens, run_total)?;
+    if r.remaining() != 0 {
+        return Err(format!("{} trailing bytes at uncompressed body byte {}", r.remaining(), r.position()));
+    }
+    let users = vec![user; run.len()];
+    let block = DecodedBlock { users, ts, seqnos, kinds, offsets, values: Bytes::from(values) };
+    block.check_order().map_err(|e| format!("run of user {user}, block entries {run:?}: {e}"))?;
+    Ok(block)
+}
+
+/// The run's values (`run_total` bytes); the reader ends past the values column, all of whose
+/// bytes must be there.
+fn run_values(
+    r: &mut Reader<'_>,
+    n: usize,
+    run: &Range<usize>,
+    transposed: bool,
+    lens: &RunLens,
+    run_total: usize,
+) -> Result<Vec<u8>, String> {
+    match (transposed, lens.common_width()) {
+        (false, _) => at(r, "values", |r| {
+            r.bytes(lens.before)?;
+            let values = r.bytes(run_total)?;
+            r.bytes(lens.total.saturating_sub(lens.before + run_total))?;
+            Ok(values.to_vec())
+        }),
+        (true, Some(width)) if n >= 2 => {
+            at(r, "values", |r| bits::read_planes_range(r, width, n, run.clone()))
+        }
+        (true, _) => at(r, "values", |_| Err("flagged transposed without one common length".to_string())),
+    }
+}
+
+/// Reads the whole users column (checking it as `decode` does) and returns the entry range
+/// of `user`'s run, if it has one.
+fn find_run(r: &mut Reader<'_>, n: usize, user: u64) -> Result<Option<Range<usize>>, String> {
+    let (mut start, mut found) = (0usize, None);
+    walk_rle(r, n, "users", user_reader(), |run_user, len| {
+        if run_user == user {
+            found = Some(start..start + len);
+        }
+        start += len;
+    })?;
+    Ok(found)
+}
+
+/// The run's timestamps; the reader ends past the timestamps column.
+fn run_ts(r: &mut Reader<'_>, n: usize, run: &Range<usize>, dod: bool) -> Result<Vec<i64>, String> {
+    // Every run stores exactly as many varints as entries, whatever the mode: a first
+    // timestamp, then one code per further entry.
+    let base = at(r, "timestamps", |r| r.i64())?;
+    at(r, "timestamps", |r| skip_varints(r, run.start))?;
+    let mut ts = Vec::with_capacity(run.len());
+    push_ts_run(r, base, run.len(), dod, &mut ts)?;
+    at(r, "timestamps", |r| skip_varints(r, n - run.end))?;
+    Ok(ts)
+}
+
+/// The run's seqnos; the reader ends past the seqnos column.
+fn run_seqnos(r: &mut Reader<'_>, n: usize, run: &Range<usize>) -> Result<Vec<u64>, String> {
+    let base = at(r, "seqnos", |r| r.u64())?;
+    at(r, "seqnos", |r| skip_varints(r, run.start))?;
+    let mut seqnos = Vec::with_capacity(run.len());
+    push_seqno_run(r, base, run.len(), &mut seqnos)?;
+    at(r, "seqnos", |r| skip_varints(r, n - run.end))?;
+    Ok(seqnos)
+}
+
+fn run_kinds(r: &mut Reader<'_>, n: usize, run: &Range<usize>) -> Result<Vec<Kind>, String> {
+    let (mut pos, mut kinds) = (0usize, Vec::with_capacity(run.len()));
+    walk_rle(r, n, "kinds", read_kind, |kind, len| {
+        kinds.extend(std::iter::repeat_n(kind, overlap(&mut pos, len, run)));
+    })?;
+    Ok(kinds)
+}
+
+/// How many of the `len` entries from `*pos` on fall in `run`; advances `*pos` past them.
+fn overlap(pos: &mut usize, len: usize, run: &Range<usize>) -> usize {
+    let (from, to) = (*pos, *pos + len);
+    *pos = to;
+    to.min(run.end).saturating_sub(from.max(run.start))
+}
+
+/// What the value lengths column says about one run.
+struct RunLens {
+    /// Where the column starts in the body, for errors.
+    at: usize,
+    /// `(value_len, count)` of the run's entries.
+    run: Vec<(usize, usize)>,
+    /// Value bytes of the entries before the run.
+    before: usize,
+    /// Value bytes of all entries.
+    total: usize,
+    /// The value length of the column's first run.
+    first: Option<usize>,
+    /// How many runs the column holds.
+    runs: usize,
+}
+
+impl RunLens {
+    fn read(r: &mut Reader<'_>, n: usize, run: &Range<usize>) -> Result<RunLens, String> {
+        let start = r.position();
+        let mut lens = RunLens { at: start, run: Vec::new(), before: 0, total: 0, first: None, runs: 0 };
+        let mut pos = 0usize;
+        walk_rle(r, n, "value lengths", read_value_len, |value_len, len| {
+            let before = len.min(run.start.saturating_sub(pos));
+            match overlap(&mut pos, len, run) {
+                0 => {}
+                count => lens.run.push((value_len, count)),
+            }
+            // Saturating: an overflow shows as a total over the limit, refused below.
+            lens.before = lens.before.saturating_add(value_len.saturating_mul(before));
+            lens.total = lens.total.saturating_add(value_len.saturating_mul(len));
+            lens.first.get_or_insert(value_len);
+            lens.runs += 1;
+        })?;
+        if lens.total > MAX_BLOCK_UNCOMPRESSED {
+            return Err(format!("value lengths at uncompressed body byte {start}: overflow the body"));
+        }
+        Ok(lens)
+    }
+
+    /// The one length of every value, if transposable: `decode`'s condition.
+    fn common_width(&self) -> Option<usize> {
+        self.first.filter(|&width| self.runs == 1 && width > 0)
+    }
+}
+
+/// Advances `r` past `count` varints without decoding them.
+fn skip_varints(r: &mut Reader<'_>, count: usize) -> Result<(), String> {
+    let rest = r.clone().bytes(r.remaining())?;
+    let span = varints_span(rest, count).ok_or_else(|| format!("{count} varints cut short"))?;
+    r.bytes(span).map(|_| ())
+}
+
+/// The bytes taken by the first `count` varints of `bytes`, if it holds that many: up to the
+/// `count`-th byte with its high bit clear. Eight bytes at a time, the terminators of a word
+/// are the set bits of `!word & 0x80..80`; a popcount skips a word that ends fewer varints
+/// than are left, which is most of them.
+pub(super) fn varints_span(bytes: &[u8], mut count: usize) -> Option<usize> {
+    if count == 0 {
+        return Some(0);
+    }
+    let mut words = bytes.chunks_exact(8);
+    let mut pos = 0usize;
+    for word in &mut words {
+        let mut ends = !u64::from_le_bytes(word.try_into().ok()?) & 0x8080_8080_8080_8080;
+        let found = ends.count_ones() as usize;
+        if found < count {
+            count -= found;
+            pos += 8;
+            continue;
+        }
+        for _ in 1..count {
+            ends &= ends - 1;
+        }
+        return Some(pos + ends.trailing_zeros() as usize / 8 + 1);
+    }
+    for (i, byte) in words.remainder().iter().enumerate() {
+        if byte & 0x80 == 0 {
+            count -= 1;
+            if count == 0 {
+                return Some(pos + i + 1);
+            }
+        }
+    }
+    None
+}
