@@ -44,6 +44,19 @@ const MAX_SHARDS: usize = 16;
 const MIN_SHARD_BYTES: usize = 512 * 1024;
 /// The end of a list, or no slot.
 const NIL: usize = usize::MAX;
+/// Budget per remembered first miss ([`Cache::lookup`]): a decoded block of 8 KiB of
+/// events takes about 14 KiB, so this remembers about as many keys as the cache holds.
+const GHOST_BYTES: usize = 8 * 1024;
+
+/// What [`Cache::lookup`] found.
+pub enum Lookup<V> {
+    /// The cached value, now the most recently used of its shard.
+    Hit(Arc<V>),
+    /// A miss of a key that missed once before, not long ago: worth caching now.
+    Again,
+    /// A first miss: the key is remembered, not cached.
+    First,
+}
 
 /// What a cached block is called: the table it belongs to and its offset in the file.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -135,6 +148,10 @@ struct Shard<V> {
     misses: u64,
     inserts: u64,
     evictions: u64,
+    /// Hashes of keys that missed once and were not cached ([`Cache::lookup`]), one per
+    /// slot of a direct-mapped table: a later miss of the same key finds its hash and is
+    /// admitted. A collision only forgets a key, so a block is cached a miss later.
+    ghosts: Vec<u64>,
 }
 
 impl<V> Shard<V> {
@@ -151,7 +168,23 @@ impl<V> Shard<V> {
             misses: 0,
             inserts: 0,
             evictions: 0,
+            ghosts: Vec::new(),
         }
+    }
+
+    /// Whether `key` (hashed `hash`) missed before since its ghost was last cleared; then
+    /// clears it, else remembers it. The table is sized on first use to one slot per
+    /// [`GHOST_BYTES`] of budget: about as many keys as the shard holds blocks.
+    fn missed_before(&mut self, hash: u64) -> bool {
+        if self.ghosts.is_empty() {
+            self.ghosts = vec![0; (self.capacity / GHOST_BYTES).max(64)];
+        }
+        let n = to_u64(self.ghosts.len());
+        let Some(ghost) = self.ghosts.get_mut(usize::try_from(hash % n).unwrap_or(0)) else { return true };
+        // 0 marks an empty slot; a key hashing to 0 is simply never remembered.
+        let again = *ghost == hash && hash != 0;
+        *ghost = if again { 0 } else { hash };
+        again
     }
 
     fn unlink(&mut self, i: usize) {
@@ -324,6 +357,30 @@ impl<V> Cache<V> {
     /// The value cached under `key`, now the most recently used of its shard.
     pub fn get(&self, key: CacheKey) -> Option<Arc<V>> {
         self.shard(key).lock().get(key)
+    }
+
+    /// The value cached under `key`, or whether the key missed before. A reader that only
+    /// needs a sliver of a block decodes that sliver on a first miss and caches the whole
+    /// block on the next ([`Cache::insert_shared`]): a block read once, by a cold user's
+    /// query, then never pushes out blocks that readers come back to (the "doorkeeper" of
+    /// TinyLFU, Einziger et al. 2017).
+    pub fn lookup(&self, key: CacheKey) -> Lookup<V> {
+        let mut shard = self.shard(key).lock();
+        match shard.get(key) {
+            Some(value) => Lookup::Hit(value),
+            None if shard.missed_before(hash_key(key)) => Lookup::Again,
+            None => Lookup::First,
+        }
+    }
+
+    /// Caches `value` under `key`, charged `charge` bytes, unless another thread cached the
+    /// key meanwhile: then that value is returned and this one dropped, so readers share one
+    /// copy (the second half of [`Cache::get_or_insert_with`]).
+    pub fn insert_shared(&self, key: CacheKey, value: V, charge: usize) -> Arc<V> {
+        let mut garbage = Vec::new();
+        let value = self.shard(key).lock().insert(key, Arc::new(value), charge, true, &mut garbage);
+        drop(garbage);
+        value
     }
 
     /// Caches `value` under `key`, charged `charge` bytes, replacing any entry of the same
@@ -507,6 +564,34 @@ mod tests {
         let err = c.get_or_insert_with(key(2, 16), || Err::<(String, usize), _>("bad")).unwrap_err();
         assert_eq!(err, "bad");
         assert!(c.get(key(2, 16)).is_none());
+    }
+
+    fn found<V>(lookup: Lookup<V>) -> &'static str {
+        match lookup {
+            Lookup::Hit(_) => "hit",
+            Lookup::Again => "again",
+            Lookup::First => "first",
+        }
+    }
+
+    /// The doorkeeper: a key is admitted on its second miss, and a first miss caches
+    /// nothing; `insert_shared` keeps a copy another thread cached first.
+    #[test]
+    fn lookup_admits_a_key_on_its_second_miss() {
+        let c = Cache::with_shards(1 << 20, 1);
+        assert_eq!(found(c.lookup(key(1, 0))), "first");
+        assert_eq!(found(c.lookup(key(1, 4096))), "first", "another key");
+        assert_eq!(c.stats().entries, 0, "a first miss caches nothing");
+        assert_eq!(found(c.lookup(key(1, 0))), "again");
+        let kept = c.insert_shared(key(1, 0), String::from("block"), 5);
+        let lost = c.insert_shared(key(1, 0), String::from("racer"), 5);
+        assert!(Arc::ptr_eq(&kept, &lost), "the first copy cached wins");
+        assert_eq!(found(c.lookup(key(1, 0))), "hit");
+        assert_eq!(found(c.lookup(key(1, 4096))), "again");
+        c.remove_table(1);
+        assert_eq!(found(c.lookup(key(1, 0))), "first", "the ghost was cleared when admitted");
+        let stats = c.stats();
+        assert_eq!((stats.hits, stats.misses, stats.inserts), (1, 5, 1));
     }
 
     #[test]

@@ -71,7 +71,7 @@ impl UserIter {
             {
                 return Ok(None);
             }
-            let block = self.table.block(self.block_index)?;
+            let block = self.table.user_block(self.block_index, self.user)?;
             self.pos = block.lower_bound(self.user, self.lo);
             self.block = Some(block);
         }
@@ -174,7 +174,7 @@ impl UserRevIter {
             return Ok(());
         }
         self.next_block -= 1;
-        let block = self.table.block(self.next_block)?;
+        let block = self.table.user_block(self.next_block, self.user)?;
         let span = block.user_span(self.user, self.lo, self.hi);
         (self.first, self.pos) = (span.start, span.end);
         self.block = Some(block);

@@ -19,7 +19,8 @@
 //! therefore detected when a read first needs it, not at open.
 //!
 //! Decoded blocks live in the shared [`BlockCache`], keyed by a per-open table id and the
-//! block offset.
+//! block offset. A user's reader ([`Table::user_block`]) caches a block only on its second
+//! miss; on the first it decodes just that user's entries.
 
 // u64 file offsets become usize slice indices; lib.rs refuses non-64-bit targets, so these
 // casts never truncate, and every index is still bounds-checked (`get`) before use.
@@ -33,7 +34,7 @@ use strata_vfs::{File, FileSystem};
 use xxhash_rust::xxh3::xxh3_64;
 
 use crate::block::DecodedBlock;
-use crate::cache::CacheKey;
+use crate::cache::{CacheKey, Lookup};
 use crate::filter::Filter;
 use crate::format::{
     i64_at, u64_at, BlockHandle, Footer, FooterError, TableStats, FOOTER_LEN, INDEX_ENTRY_LEN,
@@ -278,6 +279,40 @@ impl Table {
             Some(block) => Ok(block),
             None => self.load_block(&handle).map(|(block, _)| Arc::new(block)),
         }
+    }
+
+    /// Block `i` as a reader of `user`'s entries needs it: the cached block if there is
+    /// one; else, on the block's first miss, only `user`'s entries decoded
+    /// ([`DecodedBlock::decode_user`]) and nothing cached; on a later miss, the whole block,
+    /// decoded and cached ([`crate::cache::Cache::lookup`]). A cold user's query touches one
+    /// block per time partition for a few entries of each: decoding ~150 entries and caching
+    /// them cost most of its time, and pushed out the blocks of users that come back.
+    pub fn user_block(&self, i: usize, user: u64) -> Result<Arc<DecodedBlock>> {
+        let handle = self.block_handle(i);
+        let key = CacheKey { table: self.inner.id, offset: handle.offset };
+        match self.inner.cache.lookup(key) {
+            Lookup::Hit(block) => Ok(block),
+            Lookup::Again => {
+                let (block, charge) = self.load_block(&handle)?;
+                Ok(self.inner.cache.insert_shared(key, block, charge))
+            }
+            Lookup::First => self.load_user(&handle, user).map(Arc::new),
+        }
+    }
+
+    /// `user`'s entries of a block, checked against its index entry as far as they go.
+    fn load_user(&self, handle: &BlockHandle, user: u64) -> Result<DecodedBlock> {
+        let raw = self.read_raw_block(handle)?;
+        let block =
+            DecodedBlock::decode_user(&raw, user).map_err(|reason| self.corruption(handle.offset, reason))?;
+        let first = block.user(0).zip(block.ts(0));
+        let last = block.len().checked_sub(1).and_then(|i| block.user(i).zip(block.ts(i)));
+        let inside =
+            |key: Option<(u64, i64)>| key.is_none_or(|key| handle.first <= key && key <= handle.last);
+        if block.len() > handle.entry_count as usize || !inside(first) || !inside(last) {
+            return Err(self.corruption(handle.offset, "block does not hold the keys its index entry names"));
+        }
+        Ok(block)
     }
 
     /// The decoded block `i`, from the cache or read, checked and decoded.
