@@ -64,6 +64,13 @@ impl Store for StrataStore {
     }
 }
 
+fn codec(compression: strata::sstable::block::Compression) -> String {
+    match compression {
+        strata::sstable::block::Compression::None => "none".into(),
+        strata::sstable::block::Compression::Zstd(level) => format!("zstd level {level}"),
+    }
+}
+
 pub(super) fn settings(budget: Budget) -> Vec<(&'static str, String)> {
     let options = options(budget);
     vec![
@@ -74,7 +81,13 @@ pub(super) fn settings(budget: Budget) -> Vec<(&'static str, String)> {
         ),
         ("block cache", format!("{} MiB (decoded blocks)", options.block_cache_bytes >> 20)),
         ("block size", format!("{} KiB", options.table.block_bytes >> 10)),
-        ("compression", "none at flush; zstd level 1 at compaction (columns bit-transposed)".into()),
+        (
+            "compression",
+            format!(
+                "none at flush; {} at compaction (columns bit-transposed)",
+                codec(options.table.compression)
+            ),
+        ),
         ("filter", format!("per-user bloom, {} bits/user", options.table.filter_bits_per_user)),
         ("WAL", "on; sync per batch only in the fsync phase".into()),
         (
