@@ -100,16 +100,8 @@ impl UserRevIter {
     pub(crate) fn new(table: Table, user: u64, lo: i64, hi: i64) -> Self {
         let done = lo > hi || !table.may_contain_user(user);
         // The last block whose first key is at or before (user, hi).
-        let (mut a, mut b) = (0, table.block_count());
-        while a < b {
-            let mid = a + (b - a) / 2;
-            if table.block_handle(mid).first <= (user, hi) {
-                a = mid + 1;
-            } else {
-                b = mid;
-            }
-        }
-        UserRevIter { table, user, lo, hi, next_block: a, block: None, pos: 0, first: 0, done }
+        let next_block = if done { 0 } else { table.blocks_starting_by(user, hi) };
+        UserRevIter { table, user, lo, hi, next_block, block: None, pos: 0, first: 0, done }
     }
 
     fn step(&mut self) -> Result<Option<Entry>> {
