@@ -33,6 +33,7 @@ pub mod format;
 pub mod fuzzing;
 mod iter;
 mod mmap;
+mod scratch;
 mod table;
 pub mod varint;
 

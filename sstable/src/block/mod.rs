@@ -59,12 +59,12 @@
 //! on-disk bytes, which also catches a block written to or read from the wrong place. A flipped
 //! value byte may therefore decode to a different value; only the index checksum tells.
 
-use std::borrow::Cow;
 use std::cell::RefCell;
 use std::ops::Range;
 
 use bytes::Bytes;
 
+use crate::scratch::{self, Scratch};
 use crate::varint::{self, Reader};
 use crate::{Entry, Kind};
 
@@ -432,8 +432,7 @@ impl DecodedBlock {
     /// Decodes the on-disk bytes of a block. The error says what is wrong and where: a byte
     /// offset within the block, or within the uncompressed body.
     pub fn decode(on_disk: &[u8]) -> Result<DecodedBlock, String> {
-        let (body, count) = body(on_disk)?;
-        parse(&body, count)
+        with_body(on_disk, parse)
     }
 
     /// Number of entries.
@@ -533,9 +532,13 @@ impl DecodedBlock {
     }
 }
 
-/// The uncompressed body of the on-disk block `on_disk` and its entry count, after the
-/// header checks that bound every later allocation; borrowed when stored uncompressed.
-fn body(on_disk: &[u8]) -> Result<(Cow<'_, [u8]>, usize), String> {
+/// Calls `f` with the uncompressed body of the on-disk block `on_disk` and its entry
+/// count, after the header checks that bound every later allocation: borrowed when stored
+/// uncompressed, else decompressed into this thread's scratch buffer ([`crate::scratch`]).
+pub(super) fn with_body<T>(
+    on_disk: &[u8],
+    f: impl FnOnce(&[u8], usize) -> Result<T, String>,
+) -> Result<T, String> {
     let (Some(&codec), Some(body_len), Some(count)) =
         (on_disk.first(), le_u32(on_disk, 1), le_u32(on_disk, 5))
     else {
@@ -549,15 +552,19 @@ fn body(on_disk: &[u8]) -> Result<(Cow<'_, [u8]>, usize), String> {
     }
     let payload = on_disk.get(HEADER_LEN..).unwrap_or_default();
     match codec {
-        CODEC_NONE if payload.len() == body_len => Ok((Cow::Borrowed(payload), count)),
+        CODEC_NONE if payload.len() == body_len => f(payload, count),
         CODEC_NONE => Err(format!("body of {} bytes at byte 9, header says {body_len}", payload.len())),
-        CODEC_ZSTD => Ok((Cow::Owned(decompress(payload, body_len)?), count)),
+        CODEC_ZSTD => scratch::with(Scratch::Body, body_len, |body| {
+            decompress(payload, body)?;
+            f(body, count)
+        }),
         _ => Err(format!("unknown codec {codec} at byte 0")),
     }
 }
 
-/// Decompresses one zstd frame that must declare and hold exactly `body_len` bytes.
-fn decompress(frame: &[u8], body_len: usize) -> Result<Vec<u8>, String> {
+/// Decompresses one zstd frame into `body`, which it must declare and fill exactly.
+fn decompress(frame: &[u8], body: &mut [u8]) -> Result<(), String> {
+    let body_len = body.len();
     let declared = zstd::zstd_safe::get_frame_content_size(frame);
     if !matches!(declared, Ok(Some(size)) if size == body_len as u64) {
         return Err(format!("zstd frame at byte 9 does not declare the header's {body_len} bytes"));
@@ -565,19 +572,18 @@ fn decompress(frame: &[u8], body_len: usize) -> Result<Vec<u8>, String> {
     if zstd::zstd_safe::find_frame_compressed_size(frame) != Ok(frame.len()) {
         return Err(format!("zstd frame at byte 9 does not span the {} bytes of the payload", frame.len()));
     }
-    let mut body = vec![0u8; body_len];
     let written = DCTX.with(|cell| -> std::io::Result<usize> {
         let mut slot = cell.try_borrow_mut().map_err(std::io::Error::other)?;
         if slot.is_none() {
             *slot = Some(zstd::bulk::Decompressor::new()?);
         }
         match slot.as_mut() {
-            Some(ctx) => ctx.decompress_to_buffer(frame, body.as_mut_slice()),
+            Some(ctx) => ctx.decompress_to_buffer(frame, body),
             None => Err(std::io::Error::other("no zstd context")),
         }
     });
     match written {
-        Ok(n) if n == body_len => Ok(body),
+        Ok(n) if n == body_len => Ok(()),
         Ok(n) => Err(format!("zstd frame at byte 9 holds {n} bytes, header says {body_len}")),
         Err(e) => Err(format!("zstd frame at byte 9: {e}")),
     }

@@ -12,8 +12,8 @@ use std::ops::Range;
 use bytes::Bytes;
 
 use super::{
-    at, bits, body, offsets, push_seqno_run, push_ts_run, read_kind, read_value_len, user_reader, walk_rle,
-    DecodedBlock, FLAG_TRANSPOSED, FLAG_TS_DOD, MAX_BLOCK_UNCOMPRESSED,
+    at, bits, offsets, push_seqno_run, push_ts_run, read_kind, read_value_len, user_reader, walk_rle,
+    with_body, DecodedBlock, FLAG_TRANSPOSED, FLAG_TS_DOD, MAX_BLOCK_UNCOMPRESSED,
 };
 use crate::varint::Reader;
 use crate::Kind;
@@ -34,12 +34,11 @@ impl DecodedBlock {
     /// Only `decode` checks the other runs' timestamp and seqno varints (here only counted, so
     /// an overlong one passes) and their table order, and, for an absent user, every column
     /// after the users. That is acceptable because the table verifies a block's xxh3 against its index
-    /// entry before decoding it (`Table::read_raw_block`): damage is caught there, and these
+    /// entry before decoding it (`Table::with_raw_block`): damage is caught there, and these
     /// checks only keep a corrupt block that slipped through from causing a panic or an
     /// unbounded allocation, which they still do. An error says what and where, as `decode`'s.
     pub fn decode_user(on_disk: &[u8], user: u64) -> Result<DecodedBlock, String> {
-        let (body, n) = body(on_disk)?;
-        parse_user(&body, n, user)
+        with_body(on_disk, |body, n| parse_user(body, n, user))
     }
 
     fn empty() -> DecodedBlock {
