@@ -57,10 +57,18 @@ pub struct EngineArgs {
     /// Workload seed.
     #[arg(long, default_value_t = WorkloadConfig::default().seed)]
     seed: u64,
+    /// Only query: open the database a previous run left in `--dir` (`DIR/db`, kept with
+    /// `--dir`) and run the "latest 100" passes on it, with no ingest or settle. For
+    /// comparing read-path builds on the very same tables.
+    #[arg(long, requires = "dir")]
+    query_only: bool,
 }
 
 /// Runs `engine`.
 pub fn run(args: &EngineArgs) -> Result<()> {
+    if args.query_only {
+        return query_only(args);
+    }
     let work = WorkDir::new(args.dir.as_deref())?;
     let path = work.path().join("db");
     let config = WorkloadConfig::with_seed(args.seed);
@@ -157,6 +165,37 @@ pub fn run(args: &EngineArgs) -> Result<()> {
         args.cache_mib,
         verdict(peak_rss_mib <= budget_mib + GOAL_RSS_HEADROOM_MIB)
     );
+    db.close()?;
+    Ok(())
+}
+
+/// `--query-only`: the two "latest 100" passes of [`run`] on the database in `DIR/db`, each
+/// printed (the first starts from an empty block cache, the second is the one `run` times),
+/// with the block cache's counters.
+fn query_only(args: &EngineArgs) -> Result<()> {
+    let dir = args.dir.as_deref().unwrap_or(std::path::Path::new("."));
+    let options = Options { block_cache_bytes: args.cache_mib << 20, ..Options::default() };
+    let db = Db::open(dir.join("db"), options)?;
+    let config = WorkloadConfig::with_seed(args.seed);
+    for pass in ["first (cold cache)", "second (as `engine` times it)"] {
+        let start = Instant::now();
+        let mut latencies = latest_latencies(&db, &config, args.queries)?;
+        let elapsed = start.elapsed();
+        latencies.sort_unstable();
+        let cache = db.stats().block_cache;
+        println!(
+            "latest 100, {pass} pass: {} queries/s (wall), p50 {:.2} us, p90 {:.2} us, p99 {:.2} us, \
+             p99.9 {:.2} us; block cache so far: {} hits, {} misses, {} inserts",
+            rate(per_sec(latencies.len() as f64, elapsed)),
+            percentile_us(&latencies, 0.50),
+            percentile_us(&latencies, 0.90),
+            percentile_us(&latencies, 0.99),
+            percentile_us(&latencies, 0.999),
+            thousands(cache.hits),
+            thousands(cache.misses),
+            thousands(cache.inserts),
+        );
+    }
     db.close()?;
     Ok(())
 }
