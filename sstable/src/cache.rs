@@ -44,9 +44,15 @@ const MAX_SHARDS: usize = 16;
 const MIN_SHARD_BYTES: usize = 512 * 1024;
 /// The end of a list, or no slot.
 const NIL: usize = usize::MAX;
-/// Budget per remembered first miss ([`Cache::lookup`]): a decoded block of 8 KiB of
-/// events takes about 14 KiB, so this remembers about as many keys as the cache holds.
-const GHOST_BYTES: usize = 8 * 1024;
+/// Budget per remembered first miss ([`Cache::lookup`]): one per about nine cached blocks
+/// (a decoded 8 KiB block takes about 14 KiB). So a block is admitted only if it misses
+/// again within the next few thousand misses: read every few hundred queries. Measured on
+/// the standard data (`strata-bench engine --query-only`, docs/PERFORMANCE.md): one ghost
+/// per cached block (8 KiB) admitted 133,000 blocks in 200,000 queries, mostly evicted
+/// before a second use, and the full decodes cost a quarter of the queries' time; 128 KiB
+/// admitted 16,000, for 1.28x the queries/s and 0.55x the p99. 32, 64 and 256 KiB fell
+/// between or near; 512 KiB and more admitted too few, and hot users' p50 rose.
+const GHOST_BYTES: usize = 128 * 1024;
 
 /// What [`Cache::lookup`] found.
 pub enum Lookup<V> {
@@ -174,7 +180,7 @@ impl<V> Shard<V> {
 
     /// Whether `key` (hashed `hash`) missed before since its ghost was last cleared; then
     /// clears it, else remembers it. The table is sized on first use to one slot per
-    /// [`GHOST_BYTES`] of budget: about as many keys as the shard holds blocks.
+    /// [`GHOST_BYTES`] of budget, at least 64.
     fn missed_before(&mut self, hash: u64) -> bool {
         if self.ghosts.is_empty() {
             self.ghosts = vec![0; (self.capacity / GHOST_BYTES).max(64)];
