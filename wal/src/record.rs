@@ -210,16 +210,23 @@ pub fn decode_record(buf: &[u8]) -> Result<RecordRef<'_>, RecordError> {
     Ok(RecordRef { first_seqno: le_u64(buf, 16), count, synced_to: le_u64(buf, 24), body, total_len })
 }
 
+/// A whole record framing `body` (`count` operations, first seqno `seqno`, appended when
+/// its segment was durable to `synced_to`): what the writer appends. For tests.
+#[cfg(test)]
+pub(crate) fn framed(body: &[u8], count: u32, seqno: u64, synced_to: u64) -> Vec<u8> {
+    let len = u32::try_from(body.len()).unwrap_or(u32::MAX);
+    let mut record = encode_record_header(len, count, seqno, synced_to, body_hash(body)).to_vec();
+    record.extend_from_slice(body);
+    record
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use proptest::prelude::*;
 
     fn sealed(body: &[u8], count: u32, seqno: u64) -> Vec<u8> {
-        let len = u32::try_from(body.len()).unwrap();
-        let mut record = encode_record_header(len, count, seqno, 32, body_hash(body)).to_vec();
-        record.extend_from_slice(body);
-        record
+        framed(body, count, seqno, 32)
     }
 
     #[test]

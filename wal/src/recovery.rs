@@ -413,14 +413,7 @@ fn stop_early(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::record::{body_hash, encode_record_header};
-
-    fn record(body: &[u8], count: u32, seqno: u64, synced_to: u64) -> Vec<u8> {
-        let len = u32::try_from(body.len()).unwrap();
-        let mut record = encode_record_header(len, count, seqno, synced_to, body_hash(body)).to_vec();
-        record.extend_from_slice(body);
-        record
-    }
+    use crate::record::framed as record;
 
     fn found(after: &After) -> (usize, bool) {
         (after.records, after.synced.is_some())

@@ -138,14 +138,7 @@ pub(crate) fn displaced_record(bytes: &[u8], at: usize, next: u64) -> Option<Str
 mod tests {
     use super::*;
     use crate::batch::Batch;
-    use crate::record::{body_hash, encode_record_header};
-
-    fn record(body: &[u8], count: u32, seqno: u64, synced_to: u64) -> Vec<u8> {
-        let len = u32::try_from(body.len()).unwrap();
-        let mut record = encode_record_header(len, count, seqno, synced_to, body_hash(body)).to_vec();
-        record.extend_from_slice(body);
-        record
-    }
+    use crate::record::framed as record;
 
     #[test]
     fn zeros_at_the_damage_must_end_at_a_sector_boundary_or_the_end_of_the_file() {
