@@ -54,6 +54,9 @@ pub struct EngineArgs {
     /// Skip the settle step: query the tables as flushed.
     #[arg(long)]
     no_compact: bool,
+    /// Partition width in hours (the engine's default: 24).
+    #[arg(long, default_value_t = 24, value_parser = clap::value_parser!(u64).range(1..))]
+    partition_hours: u64,
     /// Workload seed.
     #[arg(long, default_value_t = WorkloadConfig::default().seed)]
     seed: u64,
@@ -75,6 +78,7 @@ pub fn run(args: &EngineArgs) -> Result<()> {
     let options = Options {
         memtable_bytes: args.memtable_mib << 20,
         block_cache_bytes: args.cache_mib << 20,
+        partition_width: args.partition_hours * 3_600_000_000,
         ..Options::default()
     };
     let budget_mib = (options.memtable_bytes * (1 + options.max_immutable_memtables)
@@ -174,7 +178,11 @@ pub fn run(args: &EngineArgs) -> Result<()> {
 /// with the block cache's counters.
 fn query_only(args: &EngineArgs) -> Result<()> {
     let dir = args.dir.as_deref().unwrap_or(std::path::Path::new("."));
-    let options = Options { block_cache_bytes: args.cache_mib << 20, ..Options::default() };
+    let options = Options {
+        block_cache_bytes: args.cache_mib << 20,
+        partition_width: args.partition_hours * 3_600_000_000,
+        ..Options::default()
+    };
     let db = Db::open(dir.join("db"), options)?;
     let config = WorkloadConfig::with_seed(args.seed);
     for pass in ["first (cold cache)", "second (as `engine` times it)"] {
