@@ -12,6 +12,13 @@
 //!   back from the newest written to), **cold** afterwards. Its **base** is the largest compressed sequence table with every compressed sequence
 //!   table overlapping it in time: the run a previous merge left.
 //!
+//! - A **group** is a run of `group_partitions` partitions, aligned to a multiple of that
+//!   count, that the planner coalesced into one partition: from then on it is planned,
+//!   merged and dropped as one partition, numbered by its first. A cold user's events of
+//!   a week then lie in one run, so "latest 100" reads one block where it read one per
+//!   day. Tables keep the partition they were written with; [`Catalogue::groups`] maps
+//!   them to their group, and merge outputs carry the group's number.
+//!
 //! Priorities, highest first (one plan per call; the engine calls again after each). Busy
 //! partitions (another compaction works on them) are never planned; partitions are visited
 //! in ascending order within each rule.
@@ -22,7 +29,13 @@
 //! 3. **Move**: an unsequence table that overlaps no sequence table (and holds no range
 //!    delete, which must meet the older data it hides) joins the sequence chain by an edit
 //!    alone, rewriting nothing.
-//! 4. **Cold partition**: merged whole into one run once the tables outside its base are
+//! 4. **Group**: a cold partition that is in no group founds the group of its aligned
+//!    window, by an edit alone (rewriting nothing): its neighbours in the window, hot
+//!    ones included, join it. A group is hot while its *last* partition is, so it is
+//!    merged whole once, when all of it is cold (rule 5), rather than once per day that
+//!    joins; until then rules 6 and 7 keep its tables few. Windows that overlap a group
+//!    made under another `group_partitions` are left alone.
+//! 5. **Cold partition**: merged whole into one run once the tables outside its base are
 //!    worth it: at least 1/8 of the base's bytes. Rewriting the base for every late
 //!    trickle would multiply write amplification; waiting for 1/8 bounds it to about 9
 //!    bytes written per late byte. Below that, once `min_fan_in` outside tables pile up,
@@ -32,19 +45,20 @@
 //!    it); a lone compressed sequence table is final. A partition of more than
 //!    `max_fan_in` tables merges its outside tables only, the `max_fan_in` lowest-numbered
 //!    (never a lone compressed sequence table: it would come out as itself, forever).
-//! 5. **Hot partition, unsequence tables**: once `min_fan_in` of them pile up, they are
+//! 6. **Hot partition, unsequence tables**: once `min_fan_in` of them pile up, they are
 //!    merged with the sequence tables they overlap (a *cross* merge) if their bytes are at
 //!    least 1/8 of those; otherwise, or when that closure exceeds `max_fan_in`, among
 //!    themselves: each read would otherwise visit them all.
-//! 6. **Hot partition, sequence tiers**: adjacent sequence tables of one size tier are
+//! 7. **Hot partition, sequence tiers**: adjacent sequence tables of one size tier are
 //!    merged, `min_fan_in` to `max_fan_in` at a time, so a flushed byte is rewritten about
 //!    `log_r(target / flush size)` times while the partition fills, not once per flush.
 //!
 //! Every merge lists its inputs ascending and says whether it is *bottommost*: every table
 //! of the partition left out holds only seqnos above the inputs'.
 //!
-//! [`plan_full`] is `Db::compact`: every partition that is not yet *final* (one settled,
-//! compressed run) merged whole, without fan-in bound. [`debt`] replays the planner on a
+//! [`plan_full`] is `Db::compact`: every window holding tables grouped (hot ones too: the
+//! state the background reaches once they cool), then every partition that is not yet
+//! *final* (one settled, compressed run) merged whole, without fan-in bound. [`debt`] replays the planner on a
 //! copy of the catalogue ([`simulate`]) until it has nothing left to do, summing the bytes
 //! each merge reads.
 //!
@@ -58,7 +72,7 @@ use std::collections::{BTreeMap, BTreeSet};
 pub struct TableInfo {
     /// File number.
     pub number: u64,
-    /// Time partition.
+    /// Time partition it was written to (the planner maps it to its group, if any).
     pub partition: i64,
     /// Sequence (`true`) or unsequence table.
     pub sequence: bool,
@@ -97,6 +111,35 @@ pub struct Catalogue {
     pub due_erasures: BTreeSet<u64>,
     /// Partitions another compaction is working on.
     pub busy: BTreeSet<i64>,
+    /// Groups: first partition -> the partition after the last. Disjoint.
+    pub groups: BTreeMap<i64, i64>,
+}
+
+impl Catalogue {
+    /// The partition `p` is planned as: its group's first partition, or itself.
+    pub fn grouped(&self, p: i64) -> i64 {
+        group_of(&self.groups, p).map_or(p, |(start, _)| start)
+    }
+
+    /// The last partition of (grouped) partition `p`.
+    fn last_of(&self, p: i64) -> i64 {
+        group_of(&self.groups, p).map_or(p, |(_, end)| end.saturating_sub(1))
+    }
+
+    /// A copy whose tables carry their grouped partition.
+    fn normalized(&self) -> Catalogue {
+        let mut out = self.clone();
+        for table in &mut out.tables {
+            table.partition = self.grouped(table.partition);
+        }
+        out.busy = self.busy.iter().map(|&p| self.grouped(p)).collect();
+        out
+    }
+}
+
+/// The group holding partition `p` as `(first, after the last)`, if any.
+pub fn group_of(groups: &BTreeMap<i64, i64>, p: i64) -> Option<(i64, i64)> {
+    groups.range(..=p).next_back().filter(|(_, &end)| p < end).map(|(&start, &end)| (start, end))
 }
 
 /// The knobs of the planner.
@@ -117,7 +160,15 @@ pub struct Policy {
     /// backfills up to 48 h behind, two one-day partitions): a partition merged into its
     /// final run before they stop is rewritten again for them.
     pub cold_after_partitions: u32,
+    /// Partitions per group (rule 4; default 8: eight days at the default width). 0 or
+    /// 1: partitions are never grouped. At most [`MAX_GROUP_PARTITIONS`] is used. A group
+    /// is dropped by retention only once its last partition expires, so expired events
+    /// (never visible) can stay on disk up to `group_partitions - 1` partitions longer.
+    pub group_partitions: u32,
 }
+
+/// The largest `group_partitions` the planner uses: a bigger value is lowered to it.
+pub const MAX_GROUP_PARTITIONS: u32 = 1024;
 
 impl Default for Policy {
     fn default() -> Self {
@@ -127,6 +178,7 @@ impl Default for Policy {
             min_fan_in: 4,
             tier_ratio: 4,
             cold_after_partitions: 3,
+            group_partitions: 8,
         }
     }
 }
@@ -183,21 +235,34 @@ pub enum Plan {
     },
     /// Merge tables.
     Merge(Merge),
+    /// Coalesce partitions `start..end` into one group, by an edit alone.
+    Group {
+        /// First partition (the group's number).
+        start: i64,
+        /// The partition after the last.
+        end: i64,
+    },
 }
 
 /// The next plan for `catalogue` under `policy`, or `None` when nothing is worth doing.
 /// See the module doc for the rules, tried in that order.
 pub fn plan(catalogue: &Catalogue, policy: &Policy) -> Option<Plan> {
     let knobs = Knobs::new(policy);
+    let catalogue = &catalogue.normalized();
     let partitions = by_partition(catalogue);
     let is_hot = |p: i64| {
         catalogue.newest_partition.is_some_and(|newest| {
-            i128::from(newest) - i128::from(p) < i128::from(policy.cold_after_partitions.max(1))
+            i128::from(newest) - i128::from(catalogue.last_of(p))
+                < i128::from(policy.cold_after_partitions.max(1))
         })
     };
     drop_expired(catalogue, &partitions)
         .or_else(|| erasure(catalogue, &partitions))
         .or_else(|| movable(&partitions))
+        .or_else(|| {
+            let mut cold = partitions.keys().copied().filter(|&p| !is_hot(p));
+            cold.find_map(|p| new_group(catalogue, p, &knobs))
+        })
         .or_else(|| {
             let mut cold = partitions.iter().filter(|(&p, _)| !is_hot(p));
             cold.find_map(|(&p, tables)| cold_merge(p, tables, &knobs))
@@ -217,10 +282,22 @@ pub fn plan(catalogue: &Catalogue, policy: &Policy) -> Option<Plan> {
 /// caller asked for every partition to end as one run, which a bounded merge cannot give a
 /// partition of more than `max_fan_in` tables.
 pub fn plan_full(catalogue: &Catalogue, policy: &Policy) -> Vec<Plan> {
-    let _ = policy;
+    let knobs = Knobs::new(policy);
+    let mut grouped = catalogue.normalized();
+    // Expired partitions go first, unread, as in the background; only then is the rest
+    // grouped, so that an expired partition is never merged into a group.
+    let partitions = by_partition(&grouped);
+    let expired = expired(&grouped, &partitions);
+    let mut plans: Vec<Plan> = drop_expired(&grouped, &partitions).into_iter().collect();
+    let live: Vec<i64> = partitions.into_keys().filter(|p| !expired.contains(p)).collect();
+    for p in live {
+        if let Some(plan @ Plan::Group { start, end }) = new_group(&grouped, p, &knobs) {
+            grouped.groups.insert(start, end);
+            plans.push(plan);
+        }
+    }
+    let catalogue = &grouped.normalized();
     let partitions = by_partition(catalogue);
-    let expired = expired(catalogue, &partitions);
-    let mut plans: Vec<Plan> = drop_expired(catalogue, &partitions).into_iter().collect();
     let snapshots_live = !catalogue.snapshots.is_empty();
     for (&p, tables) in &partitions {
         if !expired.contains(&p) && !is_final(tables, snapshots_live) {
@@ -256,7 +333,7 @@ pub fn simulate(catalogue: &Catalogue, policy: &Policy) -> Vec<(Plan, u64)> {
 /// [`simulate`], also returning the catalogue it ends with.
 ///
 /// It terminates: a drop removes tables, a move turns an unsequence table into a sequence
-/// one, and a merge of two or more inputs lowers the number of tables. A one-input merge
+/// one, a group takes a partition that was in none into one, and a merge of two or more inputs lowers the number of tables. A one-input merge
 /// is either an erasure (its output holds no due erasure), or a cold partition's (its output
 /// is a compressed sequence table: a lone table is then final, and a bounded merge never
 /// takes a lone compressed sequence table).
@@ -282,6 +359,10 @@ fn replay(catalogue: &Catalogue, policy: &Policy) -> (Vec<(Plan, u64)>, Catalogu
                 let bytes = apply_merge(&mut sim, m, next);
                 next = next.saturating_add(1);
                 bytes
+            }
+            Plan::Group { start, end } => {
+                sim.groups.insert(*start, *end);
+                0
             }
         };
         steps.push((plan, bytes));
@@ -325,6 +406,8 @@ struct Knobs {
     /// `b` of the tiers: `target_table_bytes / tier_ratio^4`, at least 1. Tier `i > 0`
     /// holds `[b * r^i, b * r^(i+1))`; tier 0 everything below `b * r`.
     tier_base: u64,
+    /// `group_partitions`, at most [`MAX_GROUP_PARTITIONS`]; below 2, no grouping.
+    group_partitions: u32,
 }
 
 impl Knobs {
@@ -336,6 +419,7 @@ impl Knobs {
             min_fan_in: policy.min_fan_in.max(2),
             tier_ratio,
             tier_base: (policy.target_table_bytes / tier_ratio.saturating_pow(4)).max(1),
+            group_partitions: policy.group_partitions.min(MAX_GROUP_PARTITIONS),
         }
     }
 
@@ -372,7 +456,7 @@ fn expired(catalogue: &Catalogue, partitions: &BTreeMap<i64, Vec<&TableInfo>>) -
     let Some(cutoff) = catalogue.retention_cutoff else { return Vec::new() };
     debug_assert!(catalogue.partition_width > 0, "partition width must be positive");
     let width = i128::from(catalogue.partition_width);
-    let last_ts = |p: i64| i128::from(p) * width + width - 1;
+    let last_ts = |p: i64| i128::from(catalogue.last_of(p)) * width + width - 1;
     partitions.keys().copied().filter(|&p| last_ts(p) < i128::from(cutoff)).collect()
 }
 
@@ -414,7 +498,21 @@ fn movable(partitions: &BTreeMap<i64, Vec<&TableInfo>>) -> Option<Plan> {
     None
 }
 
-/// Rule 4: a cold partition merged into one run once enough lies outside its base.
+/// Rule 4: the group founded by partition `p` (in no group yet), unless grouping is off,
+/// the window overlaps an existing group, or a partition of it is busy.
+fn new_group(catalogue: &Catalogue, p: i64, knobs: &Knobs) -> Option<Plan> {
+    let size = i64::from(knobs.group_partitions);
+    if size < 2 || group_of(&catalogue.groups, p).is_some() {
+        return None;
+    }
+    let start = p.div_euclid(size).checked_mul(size)?;
+    let end = start.checked_add(size)?;
+    let overlapping = catalogue.groups.range(..end).next_back().is_some_and(|(_, &e)| e > start);
+    let busy = catalogue.busy.range(start..end).next().is_some();
+    (!overlapping && !busy).then_some(Plan::Group { start, end })
+}
+
+/// Rule 5: a cold partition merged into one run once enough lies outside its base.
 fn cold_merge(partition: i64, tables: &[&TableInfo], knobs: &Knobs) -> Option<Plan> {
     let base = base(tables);
     let outside: Vec<&TableInfo> = tables.iter().copied().filter(|t| !base.contains(&t.number)).collect();
@@ -448,7 +546,7 @@ fn cold_merge(partition: i64, tables: &[&TableInfo], knobs: &Knobs) -> Option<Pl
     Some(merge(kind_of(inputs), partition, inputs, is_bottommost(tables, inputs), false))
 }
 
-/// Rule 5: the hot partition's unsequence tables, merged once `min_fan_in` pile up.
+/// Rule 6: the hot partition's unsequence tables, merged once `min_fan_in` pile up.
 fn hot_unsequence(partition: i64, tables: &[&TableInfo], knobs: &Knobs) -> Option<Plan> {
     let unsequence: Vec<&TableInfo> = tables.iter().copied().filter(|t| !t.sequence).collect();
     if unsequence.len() < knobs.min_fan_in {
@@ -486,7 +584,7 @@ fn hot_unsequence(partition: i64, tables: &[&TableInfo], knobs: &Knobs) -> Optio
     Some(merge(MergeKind::Cross, partition, inputs, is_bottommost(tables, inputs), false))
 }
 
-/// Rule 6: the first window (in time order) of `min_fan_in` or more adjacent sequence
+/// Rule 7: the first window (in time order) of `min_fan_in` or more adjacent sequence
 /// tables of one tier, at most `max_fan_in` of them merged.
 fn hot_tiers(partition: i64, tables: &[&TableInfo], knobs: &Knobs) -> Option<Plan> {
     let mut sequence: Vec<&TableInfo> = tables.iter().copied().filter(|t| t.sequence).collect();
@@ -595,6 +693,7 @@ mod tests {
                 min_fan_in: 0,
                 tier_ratio: 0,
                 cold_after_partitions: 0,
+                group_partitions: 0,
             },
             Policy {
                 target_table_bytes: 1,
@@ -602,6 +701,7 @@ mod tests {
                 min_fan_in: 1,
                 tier_ratio: 1,
                 cold_after_partitions: 1,
+                group_partitions: 1,
             },
             Policy {
                 target_table_bytes: u64::MAX,
@@ -609,6 +709,7 @@ mod tests {
                 min_fan_in: 9,
                 tier_ratio: u64::MAX,
                 cold_after_partitions: u32::MAX,
+                group_partitions: u32::MAX,
             },
             Policy {
                 target_table_bytes: 1000,
@@ -616,6 +717,7 @@ mod tests {
                 min_fan_in: 2,
                 tier_ratio: 2,
                 cold_after_partitions: 2,
+                group_partitions: 3,
             },
         ]
     }
@@ -667,7 +769,10 @@ mod tests {
             ..Catalogue::default()
         };
         let policy = Policy::default();
-        assert_eq!(plan(&catalogue, &policy), None);
+        // Grouped first (an edit), then nothing.
+        assert_eq!(plan(&catalogue, &policy), Some(Plan::Group { start: 0, end: 8 }));
+        let grouped = Catalogue { groups: [(0, 8)].into_iter().collect(), ..catalogue.clone() };
+        assert_eq!(plan(&grouped, &policy), None);
         assert_settles("wide base", &catalogue, &policy);
     }
 
@@ -719,6 +824,8 @@ mod tests {
                 newest_partition: (rng.below(4) != 0).then(|| rng.below(4) as i64 - 1),
                 due_erasures: (0..rng.below(3)).map(|_| rng.below(200)).collect(),
                 busy: (0..rng.below(2)).map(|_| rng.below(4) as i64 - 1).collect(),
+                // At most one, so that groups never overlap.
+                groups: (rng.below(3) == 0).then(|| (rng.below(3) as i64 - 2, 2)).into_iter().collect(),
             };
             let policy = Policy {
                 target_table_bytes: 1 << rng.below(32),
@@ -726,6 +833,7 @@ mod tests {
                 min_fan_in: rng.below(8) as usize,
                 tier_ratio: rng.below(10),
                 cold_after_partitions: rng.below(4) as u32,
+                group_partitions: rng.below(5) as u32,
             };
             assert_settles(&format!("seed {seed}"), &catalogue, &policy);
         }

@@ -5,14 +5,15 @@
 //!
 //! Commands (arguments in `key=value` form; lists in parentheses: `snapshots=(5,9)`):
 //!
-//! - `policy [target=SIZE] [max-fan-in=N] [min-fan-in=N] [ratio=N] [cold-after=N]`: the
-//!   policy for the rest of the file, each knob not given from [`default_policy`]
-//!   (`Policy::default()` but a decimal target, 64M = 64,000,000, for round tier bounds:
-//!   1M, 4M, 16M; and `cold-after=1`, only the newest partition hot, unless a file says
-//!   otherwise); prints `ok`. A file starts with the default policy.
+//! - `policy [target=SIZE] [max-fan-in=N] [min-fan-in=N] [ratio=N] [cold-after=N]
+//!   [group=N]`: the policy for the rest of the file, each knob not given from
+//!   [`default_policy`] (`Policy::default()` but a decimal target, 64M = 64,000,000, for
+//!   round tier bounds: 1M, 4M, 16M; `cold-after=1`, only the newest partition hot; and
+//!   `group=1`, no grouping, unless a file says otherwise); prints `ok`. A file starts
+//!   with the default policy.
 //! - `catalogue [width=N] [newest=P] [snapshots=(S,..)] [cutoff=TS] [due=(T,..)]
-//!   [busy=(P,..)]`: the catalogue for the rest of the file (width defaults to 100; no
-//!   `newest` means every partition is cold), one table per input line:
+//!   [busy=(P,..)] [groups=(FIRST..END,..)]`: the catalogue for the rest of the file (width
+//!   defaults to 100; no `newest` means every partition is cold), one table per input line:
 //!
 //!   ```text
 //!   t7 p=0 seq 1M 1000e ts=0..49 s=1..100 compressed rd=2
@@ -28,12 +29,14 @@
 //!   - `move t=4 p=2 watermark=250` (or `watermark=unchanged`)
 //!   - `merge <sequence|cross|erasure|full> p=0 inputs=1,2 <bottommost|not-bottommost>
 //!     output=<seq|unseq>`
+//!   - `group p=0..8`
 //! - `plan-full`: `plan_full`'s plans, one a line, or `none`.
 //! - `debt`: the planner's replay (`plan::simulate`), one plan a line, merges followed by
 //!   the bytes they read, then `debt=<bytes>`.
 //!
 //! Every plan printed is also checked against the catalogue: its tables exist in its
-//! partitions, are listed ascending, and no partition is busy.
+//! partitions (through the groups, those of earlier `plan-full` plans included), are listed
+//! ascending, and no partition is busy.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::cast_possible_truncation)]
 
@@ -53,9 +56,15 @@ fn plan_golden() {
 
 /// `Policy::default()` with a decimal target (64M = 64,000,000, not 64 MiB), so that the
 /// tiers (ratio 4, base = target / 4^4 = 250K) end at round sizes: 1M, 4M, 16M, 64M; and
-/// with only the newest partition hot (`cold-after=1`), which keeps the catalogues short.
+/// with only the newest partition hot (`cold-after=1`), which keeps the catalogues short;
+/// and without grouping (`group=1`), which only `testdata/plan/group` turns on.
 fn default_policy() -> Policy {
-    Policy { target_table_bytes: 64_000_000, cold_after_partitions: 1, ..Policy::default() }
+    Policy {
+        target_table_bytes: 64_000_000,
+        cold_after_partitions: 1,
+        group_partitions: 1,
+        ..Policy::default()
+    }
 }
 
 struct State {
@@ -75,7 +84,13 @@ impl State {
             }
             "plan-full" => {
                 let plans = plan::plan_full(&self.catalogue, &self.policy);
-                plans.iter().try_for_each(|p| check(&self.catalogue, p))?;
+                let mut grouped = self.catalogue.clone();
+                for plan in &plans {
+                    check(&grouped, plan)?;
+                    if let Plan::Group { start, end } = plan {
+                        grouped.groups.insert(*start, *end);
+                    }
+                }
                 Ok(if plans.is_empty() { "none".to_string() } else { lines(plans.iter().map(show)) })
             }
             "debt" => self.debt(),
@@ -96,6 +111,7 @@ impl State {
         policy.min_fan_in = take(case, "min-fan-in")?.unwrap_or(policy.min_fan_in);
         policy.tier_ratio = take(case, "ratio")?.unwrap_or(policy.tier_ratio);
         policy.cold_after_partitions = take(case, "cold-after")?.unwrap_or(policy.cold_after_partitions);
+        policy.group_partitions = take(case, "group")?.unwrap_or(policy.group_partitions);
         self.policy = policy;
         Ok("ok".to_string())
     }
@@ -108,6 +124,10 @@ impl State {
             snapshots: take_list(case, "snapshots")?,
             due_erasures: take_list(case, "due")?.into_iter().collect(),
             busy: take_list(case, "busy")?.into_iter().collect(),
+            groups: take_list::<String>(case, "groups")?
+                .iter()
+                .map(|g| range(g))
+                .collect::<Result<_, _>>()?,
             tables: Vec::new(),
         };
         let mut numbers = BTreeSet::new();
@@ -255,6 +275,7 @@ fn show(plan: &Plan) -> String {
                 if m.output_sequence { "seq" } else { "unseq" },
             )
         }
+        Plan::Group { start, end } => format!("group p={start}..{end}"),
     }
 }
 
@@ -264,6 +285,15 @@ fn check(catalogue: &Catalogue, plan: &Plan) -> Result<(), String> {
         Plan::Drop { partitions, tables } => (partitions.clone(), tables),
         Plan::Move { table, partition, .. } => (vec![*partition], std::slice::from_ref(table)),
         Plan::Merge(m) => (vec![m.partition], &m.inputs),
+        Plan::Group { start, end } => {
+            let overlaps = catalogue.groups.iter().any(|(&s, &e)| s < *end && *start < e);
+            let busy = catalogue.busy.iter().any(|p| (*start..*end).contains(p));
+            return if start >= end || overlaps || busy {
+                Err(format!("{}: empty, overlapping a group or busy", show(plan)))
+            } else {
+                Ok(())
+            };
+        }
     };
     let fail = |why: &str| Err(format!("{}: {why}", show(plan)));
     if tables.is_empty() || !tables.windows(2).all(|w| w[0] < w[1]) {
@@ -274,7 +304,7 @@ fn check(catalogue: &Catalogue, plan: &Plan) -> Result<(), String> {
     }
     for number in tables {
         match catalogue.tables.iter().find(|t| t.number == *number) {
-            Some(t) if partitions.contains(&t.partition) => {}
+            Some(t) if partitions.contains(&catalogue.grouped(t.partition)) => {}
             _ => return fail(&format!("t{number} is not a table of the partitions")),
         }
     }

@@ -7,6 +7,9 @@
 //! - **Drop**: whole expired partitions leave by one manifest edit, unread.
 //! - **Move**: an unsequence table becomes a sequence table by one edit, unrewritten (the
 //!   file stays; only the manifest's record changes).
+//! - **Group**: partitions become one group by one edit; no table changes. Tables keep the
+//!   partition they were written with, and every reader of partitions (the planner, the
+//!   flush's routing, retention, stats) maps it through the manifest's groups.
 //! - **Merge**: the executor (`strata_compaction::compact`) writes the outputs, which
 //!   replace the inputs by one manifest edit. The inputs' files go only after that edit is
 //!   durable and the last reader holding them lets go ([`crate::version`]).
@@ -92,6 +95,7 @@ pub(crate) struct Compactor {
     erasure: KindCounters,
     full: KindCounters,
     moves: AtomicU64,
+    groups: AtomicU64,
     dropped_versions: AtomicU64,
     dropped_tombstones: AtomicU64,
     expired: AtomicU64,
@@ -166,6 +170,7 @@ impl Compactor {
             erasure: self.erasure.stats(),
             full: self.full.stats(),
             moves: self.moves.load(Ordering::Relaxed),
+            groups: self.groups.load(Ordering::Relaxed),
             dropped_versions: self.dropped_versions.load(Ordering::Relaxed),
             dropped_tombstones: self.dropped_tombstones.load(Ordering::Relaxed),
             expired: self.expired.load(Ordering::Relaxed),
@@ -221,12 +226,13 @@ fn prefill_cache(inputs: &[Arc<TableFile>], outputs: &[Arc<TableFile>]) {
     }
 }
 
-/// The partitions a plan works on (a drop may name several).
+/// The partitions a plan works on (a drop may name several, a group names all of its own).
 fn partitions_of(plan: &Plan) -> Vec<i64> {
     match plan {
         Plan::Drop { partitions, .. } => partitions.clone(),
         Plan::Move { partition, .. } => vec![*partition],
         Plan::Merge(merge) => vec![merge.partition],
+        Plan::Group { start, end } => (*start..*end).collect(),
     }
 }
 
@@ -351,10 +357,10 @@ impl Inner {
     }
 
     /// What the planner needs of every table (from the manifest and the tables' footers: no
-    /// I/O).
-    fn table_infos(&self, version: &Version) -> Vec<TableInfo> {
+    /// I/O), and the partition groups.
+    fn table_infos(&self, version: &Version) -> (Vec<TableInfo>, BTreeMap<i64, i64>) {
         let compression_on = self.options.table.compression != strata_sstable::block::Compression::None;
-        version
+        let tables = version
             .tables
             .values()
             .map(|t| {
@@ -374,12 +380,18 @@ impl Inner {
                     compressed: !compression_on || t.compressed(),
                 }
             })
-            .collect()
+            .collect();
+        (tables, version.state.groups.clone())
     }
 
     /// The catalogue for the planner; also brings the erasure clock up to date (a table
     /// with range deletes not seen before starts its clock now).
-    fn catalogue(&self, tables: Vec<TableInfo>, state: &mut State, now: Instant) -> Catalogue {
+    fn catalogue(
+        &self,
+        (tables, groups): (Vec<TableInfo>, BTreeMap<i64, i64>),
+        state: &mut State,
+        now: Instant,
+    ) -> Catalogue {
         let live: BTreeSet<u64> = tables.iter().map(|t| t.number).collect();
         state.erasures.retain(|number, _| live.contains(number));
         for table in tables.iter().filter(|t| t.range_deletes > 0) {
@@ -410,6 +422,7 @@ impl Inner {
             newest_partition: (newest != i64::MIN).then(|| partition_of(newest, self.options.width())),
             due_erasures,
             busy,
+            groups,
         }
     }
 
@@ -448,7 +461,23 @@ impl Inner {
             }
             Plan::Move { table, partition, watermark } => self.move_table(*table, *partition, *watermark),
             Plan::Merge(merge) => self.run_merge(merge),
+            Plan::Group { start, end } => self.make_group(*start, *end),
         }
+    }
+
+    /// Makes partitions `start..end` one group, by one edit. A group already made (or one
+    /// that would overlap a group the current version has) is left alone: a background
+    /// plan and `compact` can decide the same group from the same version.
+    fn make_group(&self, start: i64, end: i64) -> Result<()> {
+        let version = Arc::clone(&self.current.read().version);
+        let groups = &version.state.groups;
+        if groups.range(..end).next_back().is_some_and(|(_, &e)| e > start) {
+            return Ok(());
+        }
+        let edit = Edit { groups: vec![(start, end)], ..Edit::default() };
+        self.install(edit, Vec::new(), None).map_err(|err| self.fail(err))?;
+        self.compactor.groups.fetch_add(1, Ordering::Relaxed);
+        Ok(())
     }
 
     /// Drops whole partitions by one edit, their tables unread.

@@ -34,7 +34,6 @@ use crate::flush::{flush, FlushContext};
 use crate::manifest::{Edit, ManifestWriter};
 use crate::memtable::{Memtable, Point};
 use crate::open::fresh_manifest;
-use crate::options::partition_bounds;
 use crate::publish::Publisher;
 use crate::read::{RangeIter, ReadView};
 use crate::version::{SuperVersion, TableFile, Version};
@@ -676,14 +675,14 @@ impl Inner {
         let width = self.options.width();
         let version = Arc::clone(&self.current.read().version);
         let expired: Vec<i64> =
-            version.partitions().into_iter().filter(|&p| partition_bounds(p, width).1 < cutoff).collect();
+            version.partitions().into_iter().filter(|&p| version.bounds(p, width).1 < cutoff).collect();
         if expired.is_empty() {
             return Ok(());
         }
         let removed: Vec<u64> = version
             .tables
             .values()
-            .filter(|t| expired.contains(&t.record.partition))
+            .filter(|t| expired.contains(&version.partition_of(&t.record)))
             .map(|t| t.record.number)
             .collect();
         self.drop_live_partitions(&expired, &removed)
@@ -695,9 +694,10 @@ impl Inner {
         let mut partitions: std::collections::BTreeMap<i64, PartitionStats> = Default::default();
         for table in sv.version.tables.values() {
             let r = &table.record;
-            let p = partitions.entry(r.partition).or_insert_with(|| {
-                let (first_ts, last_ts) = partition_bounds(r.partition, width);
-                PartitionStats { partition: r.partition, first_ts, last_ts, ..PartitionStats::default() }
+            let partition = sv.version.partition_of(r);
+            let p = partitions.entry(partition).or_insert_with(|| {
+                let (first_ts, last_ts) = sv.version.bounds(partition, width);
+                PartitionStats { partition, first_ts, last_ts, ..PartitionStats::default() }
             });
             if r.sequence {
                 p.sequence_tables += 1;
@@ -766,7 +766,7 @@ fn space_amplification(
         let runs: Vec<(i64, i64)> = version
             .tables
             .values()
-            .filter(|t| t.record.partition == p.partition)
+            .filter(|t| version.partition_of(&t.record) == p.partition)
             .map(|t| (t.record.min_ts, t.record.max_ts))
             .collect();
         runs.iter().all(|a| runs.iter().all(|b| a.0 <= b.1 && b.0 <= a.1))

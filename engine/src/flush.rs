@@ -1,6 +1,7 @@
 //! Flush: turns an immutable memtable into tables, one or two per time partition.
 //!
-//! A memtable's events are split by partition (`floor(ts / partition_width)`). Within a
+//! A memtable's events are split by partition (`floor(ts / partition_width)`, or the group
+//! that partition belongs to: see `strata_compaction::plan`). Within a
 //! partition, an event newer than the partition's watermark (the newest ts any of its
 //! sequence tables holds) goes to the partition's new **sequence** table; the rest, late
 //! events and overwrites of old keys, go to an **unsequence** table. Hence a partition's
@@ -24,7 +25,7 @@ use strata_vfs::FileSystem;
 
 use crate::manifest::Edit;
 use crate::memtable::Memtable;
-use crate::options::{partition_bounds, partition_of};
+use crate::options::partition_of;
 use crate::version::{table_name, table_record, TableFile, Version};
 use crate::Result;
 
@@ -110,7 +111,7 @@ pub(crate) fn flush(
 fn live_partitions(mem: &Memtable, version: &Version, width: i64) -> BTreeSet<i64> {
     let mut partitions = version.partitions();
     mem.for_each_ts(|ts| {
-        partitions.insert(partition_of(ts, width));
+        partitions.insert(version.state.grouped(partition_of(ts, width)));
     });
     partitions
 }
@@ -133,16 +134,22 @@ fn touch_payload(entry: Option<&Entry>) {
 /// Routes entries to the builders of their partition and counts what it wrote.
 struct Router<'a> {
     width: i64,
-    watermarks: &'a std::collections::BTreeMap<i64, i64>,
+    /// The partitions, their groups and watermarks.
+    version: &'a Version,
     events: u64,
     late: u64,
     newest_put: Option<i64>,
 }
 
 impl Router<'_> {
+    /// The partition (or group) of `ts`.
+    fn partition(&self, ts: i64) -> i64 {
+        self.version.state.grouped(partition_of(ts, self.width))
+    }
+
     /// Whether an event at `ts` of `partition` belongs to a sequence table.
     fn sequence(&self, partition: i64, ts: i64) -> bool {
-        self.watermarks.get(&partition).is_none_or(|&mark| ts > mark)
+        self.version.state.watermarks.get(&partition).is_none_or(|&mark| ts > mark)
     }
 
     fn add(
@@ -167,7 +174,7 @@ impl Router<'_> {
     fn write(&mut self, builders: &mut Builders<'_>, entries: &[Entry]) -> Result<()> {
         for (i, entry) in entries.iter().enumerate() {
             touch_payload(entries.get(i + LOOKAHEAD));
-            let partition = partition_of(entry.ts, self.width);
+            let partition = self.partition(entry.ts);
             let sequence = self.sequence(partition, entry.ts);
             self.add(builders, partition, sequence, entry)?;
         }
@@ -183,19 +190,18 @@ impl Router<'_> {
         deletes: &[Entry],
         partitions: &BTreeSet<i64>,
     ) -> Result<()> {
-        let width = self.width;
         let mut routed: Vec<(i64, bool, Entry)> = entries
             .into_iter()
             .map(|entry| {
-                let partition = partition_of(entry.ts, width);
+                let partition = self.partition(entry.ts);
                 (partition, self.sequence(partition, entry.ts), entry)
             })
             .collect();
         for delete in deletes {
             let last = delete.range_last().unwrap_or(delete.ts);
-            let span = partition_of(delete.ts, width)..=partition_of(last, width);
+            let span = self.partition(delete.ts)..=self.partition(last);
             for &partition in partitions.range(span) {
-                let (first_ts, last_ts) = partition_bounds(partition, width);
+                let (first_ts, last_ts) = self.version.bounds(partition, self.width);
                 let clipped = Entry::range_delete(
                     delete.user,
                     delete.ts.max(first_ts),
@@ -222,8 +228,7 @@ fn write_entries(
     version: &Version,
 ) -> Result<(u64, u64, Option<i64>)> {
     let width = builders.ctx.width;
-    let mut router =
-        Router { width, watermarks: &version.state.watermarks, events: 0, late: 0, newest_put: None };
+    let mut router = Router { width, version, events: 0, late: 0, newest_put: None };
     let mut partitions: Option<BTreeSet<i64>> = None;
     let mut window: Vec<Entry> = Vec::with_capacity(WINDOW);
     let mut deletes = Vec::new();

@@ -7,7 +7,8 @@ use strata_sstable::CacheStats;
 /// One time partition.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct PartitionStats {
-    /// Partition number (`floor(ts / partition_width)`).
+    /// Partition number (`floor(ts / partition_width)`), or a group's first partition: a
+    /// group of partitions (compaction's rule 4) is reported as one.
     pub partition: i64,
     /// First timestamp the partition covers.
     pub first_ts: i64,
@@ -105,6 +106,8 @@ pub struct CompactionStats {
     pub full: CompactionKindStats,
     /// Unsequence tables moved into the sequence chain by a manifest edit, unrewritten.
     pub moves: u64,
+    /// Partition groups made (compaction's rule 4), each by a manifest edit.
+    pub groups: u64,
     /// Versions dropped because a newer one hides them from every reader.
     pub dropped_versions: u64,
     /// Point and range deletes dropped once nothing lay under them.

@@ -22,6 +22,7 @@ use strata_vfs::FileSystem;
 
 use crate::manifest::{Edit, ManifestState, TableRecord};
 use crate::memtable::Memtable;
+use crate::options::partition_bounds;
 use crate::{Error, Result};
 
 /// The file name of table `number`.
@@ -198,9 +199,22 @@ impl Version {
         }
     }
 
-    /// The partitions that hold at least one table.
+    /// The partitions that hold at least one table, as grouped: a group counts once, by
+    /// its first partition.
     pub fn partitions(&self) -> std::collections::BTreeSet<i64> {
-        self.tables.values().map(|t| t.record.partition).collect()
+        self.tables.values().map(|t| self.partition_of(&t.record)).collect()
+    }
+
+    /// The partition table `record` counts in: the group of the partition it was written
+    /// to, or that partition.
+    pub fn partition_of(&self, record: &TableRecord) -> i64 {
+        self.state.grouped(record.partition)
+    }
+
+    /// First and last timestamp of partition `p` (a group's first partition: the group's).
+    pub fn bounds(&self, p: i64, width: i64) -> (i64, i64) {
+        let last = strata_compaction::plan::group_of(&self.state.groups, p).map_or(p, |(_, end)| end - 1);
+        (partition_bounds(p, width).0, partition_bounds(last, width).1)
     }
 }
 

@@ -7,15 +7,18 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use strata::vfs::{FaultAction, FaultFs, FaultRule, FsErrorKind, OpKind, SimFs, When};
-use strata::{Db, Options, RetentionClock};
+use strata::{CompactionPolicy, Db, Options, RetentionClock};
 
 const WIDTH: u64 = 1_000;
 
+/// Partitions of `WIDTH`, never grouped: these tests count partitions one by one (the
+/// last test groups them).
 fn options(retention_micros: u64) -> Options {
     Options {
         partition_width: WIDTH,
         memtable_bytes: 64 << 10,
         retention: Some(Duration::from_micros(retention_micros)),
+        compaction_policy: CompactionPolicy { group_partitions: 1, ..CompactionPolicy::default() },
         ..Options::default()
     }
 }
@@ -132,4 +135,42 @@ fn wall_clock_retention_hides_old_event_times() {
     let events = db.latest(1, 10).unwrap();
     assert_eq!(events.len(), 1);
     assert_eq!(&events[0].payload[..], b"a minute ago");
+}
+
+/// A group of partitions (compaction's rule 4) is dropped whole once its last partition
+/// expires, not before; until then its expired events are invisible, and a merge of the
+/// group purges them.
+#[test]
+fn a_group_is_dropped_when_its_last_partition_expires() {
+    let sim = SimFs::new();
+    let grouped = || Options {
+        compaction_policy: CompactionPolicy { group_partitions: 4, ..CompactionPolicy::default() },
+        ..options(2_500)
+    };
+    let db = Db::open_with_fs(Arc::new(sim.clone()), "/db", grouped()).unwrap();
+    for ts in 0..3_000i64 {
+        db.put(ts as u64 % 5, ts, &[1u8; 32]).unwrap();
+    }
+    // Partitions 0, 1 and 2 become group 0..4, merged whole.
+    db.compact().unwrap();
+    let stats = db.stats();
+    assert_eq!(stats.partitions.iter().map(|p| p.partition).collect::<Vec<_>>(), vec![0]);
+    assert_eq!((stats.partitions[0].first_ts, stats.partitions[0].last_ts), (0, 3_999));
+    assert_eq!(stats.compaction.groups, 1);
+    // Clock 4999: the cutoff (2499) expires partitions 0 and 1, but not the group.
+    db.put(0, 4_999, b"later").unwrap();
+    db.compact().unwrap();
+    assert_eq!(db.stats().partitions_dropped, 0);
+    assert_eq!(db.range(1, ..).unwrap().next().unwrap().unwrap().ts, 2_501);
+    assert!(db.get(1, 1).unwrap().is_none());
+    // Clock 6500: the cutoff (4000) is past the group's last partition (3).
+    db.put(0, 6_500, b"latest").unwrap();
+    db.compact().unwrap();
+    assert_eq!(db.stats().partitions_dropped, 1);
+    assert_eq!(db.range(0, ..).unwrap().map(|e| e.unwrap().ts).collect::<Vec<_>>(), vec![4_999, 6_500]);
+    db.close().unwrap();
+    drop(db);
+    let db = Db::open_with_fs(Arc::new(sim.clone()), "/db", grouped()).unwrap();
+    assert_eq!(db.range(0, ..).unwrap().count(), 2);
+    assert_eq!(db.stats().compaction.groups, 0, "counters are per open");
 }

@@ -52,7 +52,8 @@ impl Default for TableOptions {
 /// What the engine says about the table it builds.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct TableMeta {
-    /// The time partition (`floor(ts / partition_width)`).
+    /// The time partition (`floor(ts / partition_width)`; a merge of a partition group
+    /// writes the group's first partition, its entries spanning the whole group).
     pub partition: i64,
     /// The partition width in microseconds.
     pub partition_width: u64,

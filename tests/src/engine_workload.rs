@@ -79,6 +79,9 @@ pub fn options() -> Options {
         // failures no caller sees (they are counted in `stats()` and the inputs kept), is
         // crashed and faulted in `compaction_crash.rs`.
         compaction_threads: 0,
+        // Groups of two partitions: `compact` meets group edits, and the workload's
+        // partitions still make several groups to crash and fault in.
+        compaction_policy: strata::CompactionPolicy { group_partitions: 2, ..Default::default() },
         ..Options::default()
     }
 }

@@ -37,7 +37,7 @@ use std::time::{Duration, Instant};
 use strata::manifest::TableRecord;
 use strata::sstable::block::Compression;
 use strata::sstable::TableOptions;
-use strata::{Db, Error, ErrorKind, Options};
+use strata::{CompactionPolicy, Db, Error, ErrorKind, Options};
 use strata_tests::engine_workload::{
     self, apply, copy_disk, difference, read_state, EventOp, State, Step, TraceFs, Workload, DIR,
 };
@@ -50,9 +50,11 @@ use strata_vfs::{CrashMode, FaultAction, FaultFs, FaultRule, FsErrorKind, OpKind
 const ERASED_USER: u64 = 5;
 
 /// The workload's options with background compaction off: only `compact` compacts, so a
-/// compaction's operations come in the same order every run.
+/// compaction's operations come in the same order every run. Groups of two partitions:
+/// the crashes meet group edits, and compaction still has several groups to rewrite.
 fn options() -> Options {
-    Options { compaction_threads: 0, ..engine_workload::options() }
+    let policy = CompactionPolicy { group_partitions: 2, ..CompactionPolicy::default() };
+    Options { compaction_threads: 0, compaction_policy: policy, ..engine_workload::options() }
 }
 
 /// The pre-compaction disk and what it holds.

@@ -139,7 +139,7 @@ pub fn run(args: &EngineArgs) -> Result<()> {
         tables(&flushed),
     );
     println!(
-        "settle (compact: one table per partition): {:.1} ms; {} tables, {:.2} bytes/event",
+        "settle (compact: one run per partition or group): {:.1} ms; {} tables, {:.2} bytes/event",
         settle.as_secs_f64() * 1e3,
         tables(&settled),
         table_bytes as f64 / args.events as f64

@@ -11,7 +11,9 @@
 //! - every table is keyed by its own number, and that number is below `next_file_number`;
 //! - `persisted_seqno` and `next_file_number` never decrease, and a watermark never moves
 //!   back while its partition is kept;
-//! - `partition_width`, once set (non-zero), never changes.
+//! - `partition_width`, once set (non-zero), never changes;
+//! - groups are disjoint, each at least one partition wide, and a watermark is kept under
+//!   a group's first partition only (the others' fold into it when the group is made).
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -23,6 +25,7 @@ const TAG_REMOVED: u8 = 5;
 const TAG_WATERMARK: u8 = 6;
 const TAG_DROPPED_PARTITION: u8 = 7;
 const TAG_NEWEST_EVENT_TS: u8 = 8;
+const TAG_GROUP: u8 = 9;
 
 /// One SSTable as the manifest knows it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -72,6 +75,9 @@ pub struct Edit {
     /// Newest timestamp of any put in the tables this edit adds (retention's event clock;
     /// deletes and range-delete ends do not count, so table bounds cannot stand in for it).
     pub newest_event_ts: Option<i64>,
+    /// Partition groups made: `(first, after the last)`. From this edit on, the partitions
+    /// of a group are one partition numbered by its first (compaction's rule 4).
+    pub groups: Vec<(i64, i64)>,
 }
 
 impl TableRecord {
@@ -148,6 +154,11 @@ impl Edit {
             out.push(TAG_NEWEST_EVENT_TS);
             out.extend_from_slice(&ts.to_le_bytes());
         }
+        for (start, end) in &self.groups {
+            out.push(TAG_GROUP);
+            out.extend_from_slice(&start.to_le_bytes());
+            out.extend_from_slice(&end.to_le_bytes());
+        }
     }
 
     /// Decodes a body written by [`Edit::encode`]. Refuses (with the reason) an unknown tag,
@@ -159,7 +170,7 @@ impl Edit {
         let mut previous = 0u8;
         while let Some(tag) = reader.next_tag() {
             let at = reader.pos - 1;
-            if !(TAG_PARTITION_WIDTH..=TAG_NEWEST_EVENT_TS).contains(&tag) {
+            if !(TAG_PARTITION_WIDTH..=TAG_GROUP).contains(&tag) {
                 return Err(format!("unknown tag {tag} at byte {at}"));
             }
             if tag == previous && (tag <= TAG_NEXT_FILE_NUMBER || tag == TAG_NEWEST_EVENT_TS) {
@@ -186,7 +197,11 @@ impl Edit {
                 self.watermarks.push((partition, reader.i64("watermark ts")?));
             }
             TAG_NEWEST_EVENT_TS => self.newest_event_ts = Some(reader.i64("newest event ts")?),
-            // `decode` refused every tag outside 1..=8: this is TAG_DROPPED_PARTITION.
+            TAG_GROUP => {
+                let start = reader.i64("group first partition")?;
+                self.groups.push((start, reader.i64("group end")?));
+            }
+            // `decode` refused every tag outside 1..=9: this is TAG_DROPPED_PARTITION.
             _ => self.dropped_partitions.push(reader.i64("dropped partition")?),
         }
         Ok(())
@@ -245,16 +260,20 @@ pub struct ManifestState {
     /// Newest timestamp of any put ever flushed (`None` before the first); only moves
     /// forward.
     pub newest_event_ts: Option<i64>,
+    /// Partition groups: first partition -> the partition after the last.
+    pub groups: BTreeMap<i64, i64>,
 }
 
 impl ManifestState {
     /// Folds one edit in. Err (a reason string) on: adding a number that is already present,
     /// removing an absent number, persisted_seqno going backwards, next_file_number going
     /// backwards, an added table whose number >= the next_file_number in force after this
-    /// edit, a changed partition_width (or a zero one). Order inside one edit: width,
-    /// dropped_partitions (forget watermarks), removed, added, watermarks (a watermark only
-    /// moves forward: keep the max), persisted, next_file_number. On Err self is left
-    /// unchanged.
+    /// edit, a changed partition_width (or a zero one), an empty group or one that overlaps
+    /// another. Order inside one edit: width, dropped_partitions (forget their watermarks
+    /// and the groups they start), groups (their partitions' watermarks fold into the
+    /// first's), removed, added, watermarks (a partition's goes to its group's first; a
+    /// watermark only moves forward: keep the max), persisted, next_file_number. On Err
+    /// self is left unchanged.
     pub fn apply(&mut self, edit: &Edit) -> Result<(), String> {
         // Check everything first, then change: no clone of the table map per edit, and an
         // Err leaves the state as it was.
@@ -265,6 +284,15 @@ impl ManifestState {
         }
         for partition in &edit.dropped_partitions {
             self.watermarks.remove(partition);
+            self.groups.remove(partition);
+        }
+        for &(start, end) in &edit.groups {
+            self.groups.insert(start, end);
+            let inside: Vec<i64> = self.watermarks.range(start..end).map(|(&p, _)| p).collect();
+            let folded = inside.iter().filter_map(|p| self.watermarks.remove(p)).max();
+            if let Some(mark) = folded {
+                self.watermarks.insert(start, mark);
+            }
         }
         for number in &edit.removed {
             self.tables.remove(number);
@@ -273,7 +301,7 @@ impl ManifestState {
             self.tables.insert(table.number, table.clone());
         }
         for &(partition, ts) in &edit.watermarks {
-            let mark = self.watermarks.entry(partition).or_insert(ts);
+            let mark = self.watermarks.entry(self.grouped(partition)).or_insert(ts);
             *mark = (*mark).max(ts);
         }
         self.persisted_seqno = edit.persisted_seqno.unwrap_or(self.persisted_seqno);
@@ -300,7 +328,31 @@ impl ManifestState {
         if let Some(next) = edit.next_file_number.filter(|&n| n < self.next_file_number) {
             return Err(format!("next file number goes back from {} to {next}", self.next_file_number));
         }
+        self.check_groups(edit)
+    }
+
+    /// New groups are non-empty and overlap no group left after the edit's drops, nor
+    /// each other.
+    fn check_groups(&self, edit: &Edit) -> Result<(), String> {
+        let mut groups = self.groups.clone();
+        for partition in &edit.dropped_partitions {
+            groups.remove(partition);
+        }
+        for &(start, end) in &edit.groups {
+            if start >= end {
+                return Err(format!("group {start}..{end} is empty"));
+            }
+            if let Some((s, e)) = groups.range(..end).next_back().filter(|(_, &e)| e > start) {
+                return Err(format!("group {start}..{end} overlaps group {s}..{e}"));
+            }
+            groups.insert(start, end);
+        }
         Ok(())
+    }
+
+    /// The partition `p` counts as: its group's first partition, or itself.
+    pub fn grouped(&self, p: i64) -> i64 {
+        strata_compaction::plan::group_of(&self.groups, p).map_or(p, |(start, _)| start)
     }
 
     fn check_tables(&self, edit: &Edit) -> Result<(), String> {
@@ -338,6 +390,7 @@ impl ManifestState {
             watermarks: self.watermarks.iter().map(|(&partition, &ts)| (partition, ts)).collect(),
             dropped_partitions: Vec::new(),
             newest_event_ts: self.newest_event_ts,
+            groups: self.groups.iter().map(|(&start, &end)| (start, end)).collect(),
         }
     }
 }

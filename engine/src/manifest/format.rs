@@ -22,8 +22,9 @@ pub(crate) const CURRENT_LEN: usize = 32;
 /// Magic of a manifest file.
 pub(crate) const MANIFEST_MAGIC: [u8; 8] = *b"STRATMAN";
 /// Format version of CURRENT and of manifest files. Version 2 added the footer checksum to
-/// each table record; a version 1 manifest is refused as an unsupported version.
-pub(crate) const FORMAT_VERSION: u32 = 2;
+/// each table record; version 3 the partition groups (tag 9). An older manifest is refused
+/// as an unsupported version.
+pub(crate) const FORMAT_VERSION: u32 = 3;
 /// Length of the manifest file header.
 pub(crate) const HEADER_LEN: usize = 16;
 /// Length of a record header: `body_len u32 | checksum u64`.

@@ -329,9 +329,9 @@ fn records(edits: &[Edit]) -> Vec<u8> {
 fn load_refuses_a_damaged_or_foreign_current() {
     let manifest = records(&[base_state().snapshot_edit()]);
     let good = encode_current(1);
-    // Version 1, the format before table records held footer checksums.
+    // Version 2, the format before partition groups.
     let mut version = good;
-    version[8] = 1;
+    version[8] = 2;
     let mut reserved = good;
     reserved[13] = 1;
     let mut magic = good;
@@ -341,7 +341,7 @@ fn load_refuses_a_damaged_or_foreign_current() {
         (&[good.as_slice(), b"x"].concat(), 0, "CURRENT is 33 bytes"),
         (&with_checksum(magic), 0, "bad magic"),
         (&version, 24, "checksum mismatch"),
-        (&with_checksum(version), 8, "unsupported version 1 (this build reads 2)"),
+        (&with_checksum(version), 8, "unsupported version 2 (this build reads 3)"),
         (&with_checksum(reserved), 12, "reserved field"),
     ];
     for (current, offset, expected) in cases {
@@ -357,9 +357,9 @@ fn load_refuses_a_damaged_or_foreign_current() {
 fn load_refuses_a_manifest_with_a_bad_header_or_no_usable_first_record() {
     let snapshot = base_state().snapshot_edit();
     let good = records(std::slice::from_ref(&snapshot));
-    // Version 1, the format before table records held footer checksums.
+    // Version 2, the format before partition groups.
     let mut version = good.clone();
-    version[8] = 1;
+    version[8] = 2;
     let mut magic = good.clone();
     magic[3] ^= 1;
     let no_width = records(&[Edit { partition_width: None, ..snapshot.clone() }]);
@@ -368,7 +368,7 @@ fn load_refuses_a_manifest_with_a_bad_header_or_no_usable_first_record() {
     let cases: [(&[u8], u64, &str); 7] = [
         (&good[..15], 0, "shorter than the 16-byte header"),
         (&magic, 0, "bad magic"),
-        (&version, 8, "unsupported version 1 (this build reads 2)"),
+        (&version, 8, "unsupported version 2 (this build reads 3)"),
         (&good[..16], 16, "no valid record"),
         (torn_first, 16, "no valid record"),
         (&no_width, 16, "does not set the partition width"),
@@ -383,7 +383,7 @@ fn load_refuses_a_manifest_with_a_bad_header_or_no_usable_first_record() {
 
 /// The example of docs/format/manifest.md, as printed there.
 const EXAMPLE_MANIFEST_HEX: &str = "\
-53 54 52 41 54 4d 41 4e 02 00 00 00 00 00 00 00
+53 54 52 41 54 4d 41 4e 03 00 00 00 00 00 00 00
 1b 00 00 00 99 b1 22 9a 89 88 6b e5 01 00 60 d7
 1d 14 00 00 00 02 00 00 00 00 00 00 00 00 03 02
 00 00 00 00 00 00 00 6d 00 00 00 23 3c b7 ca 6a
@@ -396,8 +396,8 @@ const EXAMPLE_MANIFEST_HEX: &str = "\
 db 4c 00 00 00 00 00 00 00 40 1e 18 24 0a 06 00
 ";
 const EXAMPLE_CURRENT_HEX: &str = "\
-53 54 52 41 54 43 55 52 02 00 00 00 00 00 00 00
-01 00 00 00 00 00 00 00 f3 18 2c d5 7c 7a a1 5a
+53 54 52 41 54 43 55 52 03 00 00 00 00 00 00 00
+01 00 00 00 00 00 00 00 79 9d ae 53 2a fa 8e 71
 ";
 
 fn hex(bytes: &[u8]) -> String {

@@ -60,9 +60,15 @@ fn arb_edit(numbers: u64, wide: bool) -> impl Strategy<Value = Edit> {
         proptest::option::of(counter.clone()),
         proptest::option::of(counter),
     );
-    let lists = (list(arb_table(numbers)), list(0..numbers), list((-3i64..3, -5i64..5)), list(-3i64..3));
+    let lists = (
+        list(arb_table(numbers)),
+        list(0..numbers),
+        list((-3i64..3, -5i64..5)),
+        list(-3i64..3),
+        list((-3i64..3, -2i64..4)),
+    );
     (scalars, lists).prop_map(|((partition_width, persisted_seqno, next_file_number), lists)| {
-        let (added, removed, watermarks, dropped_partitions) = lists;
+        let (added, removed, watermarks, dropped_partitions, groups) = lists;
         Edit {
             partition_width,
             persisted_seqno,
@@ -72,6 +78,7 @@ fn arb_edit(numbers: u64, wide: bool) -> impl Strategy<Value = Edit> {
             watermarks,
             dropped_partitions,
             newest_event_ts: (persisted_seqno.unwrap_or(0) % 3 == 1).then_some(-7),
+            groups,
         }
     })
 }
@@ -87,6 +94,21 @@ fn model_apply(state: &ManifestState, edit: &Edit) -> Option<ManifestState> {
     }
     for partition in &edit.dropped_partitions {
         s.watermarks.remove(partition);
+        s.groups.remove(partition);
+    }
+    for &(start, end) in &edit.groups {
+        if start >= end || s.groups.iter().any(|(&a, &b)| a < end && start < b) {
+            return None;
+        }
+        s.groups.insert(start, end);
+        let inside: Vec<(i64, i64)> =
+            s.watermarks.iter().filter(|(p, _)| (start..end).contains(*p)).map(|(&p, &t)| (p, t)).collect();
+        for (p, _) in &inside {
+            s.watermarks.remove(p);
+        }
+        if let Some(mark) = inside.iter().map(|&(_, t)| t).max() {
+            s.watermarks.insert(start, mark);
+        }
     }
     for number in &edit.removed {
         s.tables.remove(number)?;
@@ -98,6 +120,8 @@ fn model_apply(state: &ManifestState, edit: &Edit) -> Option<ManifestState> {
         }
     }
     for &(partition, ts) in &edit.watermarks {
+        let group = s.groups.iter().find(|(&a, &b)| (a..b).contains(&partition));
+        let partition = group.map_or(partition, |(&a, _)| a);
         let old = s.watermarks.get(&partition).copied().unwrap_or(ts);
         s.watermarks.insert(partition, old.max(ts));
     }
@@ -128,6 +152,17 @@ fn fixed(state: &ManifestState, mut edit: Edit) -> Edit {
     edit.added.retain(|table| {
         let present = state.tables.contains_key(&table.number) && !removed.contains(&table.number);
         !present && added.insert(table.number)
+    });
+    let mut groups = state.groups.clone();
+    for partition in &edit.dropped_partitions {
+        groups.remove(partition);
+    }
+    edit.groups.retain(|&(start, end)| {
+        let free = start < end && !groups.iter().any(|(&a, &b)| a < end && start < b);
+        if free {
+            groups.insert(start, end);
+        }
+        free
     });
     if let Some(&top) = added.last() {
         let next = edit.next_file_number.unwrap_or(state.next_file_number);
@@ -206,7 +241,9 @@ fn decode_refuses_unknown_repeated_and_disordered_tags() {
     let removed = [5u8, 3, 0, 0, 0, 0, 0, 0, 0];
     let unknown = Edit::decode(&[0]).unwrap_err();
     assert!(unknown.contains("unknown tag 0"), "{unknown}");
-    assert!(Edit::decode(&[9, 0, 0, 0, 0, 0, 0, 0, 0]).unwrap_err().contains("unknown tag 9"));
+    assert!(Edit::decode(&[10, 0, 0, 0, 0, 0, 0, 0, 0]).unwrap_err().contains("unknown tag 10"));
+    let group = [[9u8].as_slice(), &8i64.to_le_bytes(), &16i64.to_le_bytes()].concat();
+    assert_eq!(Edit::decode(&group).unwrap().groups, vec![(8, 16)]);
     let newest = [8u8, 1, 0, 0, 0, 0, 0, 0, 0];
     assert_eq!(Edit::decode(&newest).unwrap().newest_event_ts, Some(1));
     let twice = Edit::decode(&[newest, newest].concat()).unwrap_err();
