@@ -5,7 +5,11 @@
 //! partition, an event newer than the partition's watermark (the newest ts any of its
 //! sequence tables holds) goes to the partition's new **sequence** table; the rest, late
 //! events and overwrites of old keys, go to an **unsequence** table. Hence a partition's
-//! sequence tables never overlap in time: each starts after the previous one ends.
+//! sequence tables never overlap in time: each starts after the previous one ends. (One
+//! exception, harmless: a flush that began before compaction grouped its partition routes
+//! by the partition's own watermark, not the group's. Reads rely only on each table's time
+//! span, and the planner's bottommost test on seqnos, so an overlap costs nothing but the
+//! planner's view of what is compacted.)
 //!
 //! Range deletes go to unsequence tables, clipped to each partition they cover that holds
 //! data, either already in tables or in this memtable. No other partition can hold an
