@@ -166,7 +166,11 @@ impl RevChunks {
         if let Some(entry) = self.buf.next() {
             return Some(entry);
         }
-        let mut chunk = Vec::with_capacity(self.chunk);
+        // Sized by `next_chunk` as blocks add entries: a cold user's table gives 1-3, and
+        // allocating `chunk` (128 entries, 8 KB) per table opened was a large malloc each;
+        // without it malloc's `unlink_chunk` and `malloc_consolidate` (large-chunk work)
+        // fell from 3.7% to 0.6% of the query-only profile.
+        let mut chunk = Vec::new();
         if let Err(err) = self.iter.next_chunk(self.chunk, &mut chunk) {
             *failure = Some(err.into());
             return None;

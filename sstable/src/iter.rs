@@ -143,6 +143,9 @@ impl UserRevIter {
             // Entries `[first, pos)` are this user's with `lo <= ts <= hi`: `pos` was set
             // at the bound above `hi`, and `first` at the bound at `lo`.
             let first = self.first.min(self.pos);
+            // Room for exactly what this block adds: a caller may then pass an empty `out`
+            // and pay for the 1-3 entries a cold user has in a table, not for `max`.
+            out.reserve((self.pos - first).min(max - added));
             let n = block.extend_rev(first..self.pos, max - added, out);
             self.pos -= n;
             added += n;

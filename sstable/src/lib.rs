@@ -28,6 +28,7 @@ pub mod cache;
 mod entry;
 mod error;
 pub mod filter;
+mod first_users;
 pub mod format;
 #[doc(hidden)]
 pub mod fuzzing;

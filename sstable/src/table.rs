@@ -33,9 +33,10 @@ use std::sync::Arc;
 use strata_vfs::{File, FileSystem};
 use xxhash_rust::xxh3::xxh3_64;
 
-use crate::block::{lower_bound_u64, run_len, DecodedBlock};
+use crate::block::DecodedBlock;
 use crate::cache::{CacheKey, Lookup};
 use crate::filter::Filter;
+use crate::first_users::FirstUsers;
 use crate::format::{
     i64_at, u64_at, BlockHandle, Footer, FooterError, TableStats, FOOTER_LEN, INDEX_ENTRY_LEN,
     RANGE_DELETE_LEN,
@@ -90,9 +91,9 @@ struct Inner {
     /// kept so that the user check before the filter decodes nothing.
     users: (u64, u64),
     /// The first user of each block, ascending (8 bytes a block). A reader finds a user's
-    /// blocks here by interpolation in two or three probes ([`Table::user_blocks`]), where
-    /// a binary search of the 72-byte index entries took fourteen, each a cache miss.
-    first_users: Vec<u64>,
+    /// blocks here ([`Table::user_blocks`]) through a sampled top level, where a binary
+    /// search of the 72-byte index entries took fourteen probes, each a cache miss.
+    first_users: FirstUsers,
     cache: Arc<BlockCache>,
 }
 
@@ -146,8 +147,9 @@ impl Table {
             (Some(first), Some(last)) if footer.stats.blocks > 0 => (first.first.0, last.last.0),
             _ => (u64::MAX, 0),
         };
-        let first_users =
-            (0..footer.stats.blocks as usize).map(|i| handle_at(i).map_or(u64::MAX, |h| h.first.0)).collect();
+        let first_users = FirstUsers::new(
+            (0..footer.stats.blocks as usize).map(|i| handle_at(i).map_or(u64::MAX, |h| h.first.0)).collect(),
+        );
         let inner = Inner {
             path,
             id: NEXT_TABLE_ID.fetch_add(1, Ordering::Relaxed),
@@ -427,9 +429,7 @@ impl Table {
 
     /// The blocks whose first entry is `user`'s, found in the column of first users.
     fn blocks_starting_with(&self, user: u64) -> std::ops::Range<usize> {
-        let users = &self.inner.first_users;
-        let lo = lower_bound_u64(users, user);
-        lo..lo + users.get(lo..).map_or(0, |rest| run_len(rest, user))
+        self.inner.first_users.starting_with(user)
     }
 
     /// Every version stored at `(user, ts)`, newest first, followed by the range deletes of

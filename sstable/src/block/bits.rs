@@ -45,8 +45,58 @@ pub(super) fn read_planes_range(
     if records.start > records.end || records.end > n {
         return Err(format!("records {records:?} out of the {n} transposed"));
     }
+    if records.len() <= FEW_RECORDS {
+        return Ok(unbitshuffle_few(counts, planes, width, n, records));
+    }
     Ok(unbitshuffle(counts, planes, width, n, records))
 }
+
+/// Up to this many records are un-transposed column by column ([`unbitshuffle_few`]), more in
+/// tiles ([`unbitshuffle`]). A cold user's run is 1 to 3 entries of a block. In a timing loop
+/// over a 150-record block of 64-byte values (min of 7), one record took 0.93 us by columns
+/// and 1.18 us by tiles, three 1.15 and 1.73 us; at eight they were even, and from nine on
+/// the tiles won.
+const FEW_RECORDS: usize = 8;
+
+/// [`unbitshuffle`] for a few `records`, straight into the result: per byte column and
+/// 8-record group, the planes' bytes gathered into one word and bit-transposed once, whose
+/// byte k is the column's byte of record 8g + k; no byte transposes, no padded tile, no
+/// buffer besides the result. The gather always loads eight bytes and masks off the planes
+/// past the column's count, so the loop does the same work for every column whatever its
+/// count.
+fn unbitshuffle_few(counts: &[u8], planes: &[u8], width: usize, n: usize, records: Range<usize>) -> Vec<u8> {
+    let groups = n.div_ceil(8);
+    let mut out = vec![0u8; records.len() * width];
+    let mut g = records.start / 8;
+    while 8 * g < records.end {
+        let wanted = records.start.max(8 * g)..records.end.min(8 * g + 8);
+        let mut at = g;
+        for (j, &count) in counts.iter().enumerate().take(width) {
+            let bytes: [u8; 8] = std::array::from_fn(|b| planes.get(at + b * groups).copied().unwrap_or(0));
+            at += usize::from(count) * groups;
+            let mask = PLANE_MASKS.get(usize::from(count)).copied().unwrap_or(0);
+            let column = transpose8(u64::from_le_bytes(bytes) & mask).to_le_bytes();
+            for record in wanted.clone() {
+                if let Some(dst) = out.get_mut((record - records.start) * width + j) {
+                    *dst = column[record % 8];
+                }
+            }
+        }
+        g += 1;
+    }
+    out
+}
+
+/// `PLANE_MASKS[count]`: the low `count` bytes of a word set.
+const PLANE_MASKS: [u64; 9] = {
+    let mut masks = [u64::MAX; 9];
+    let mut count = 0;
+    while count < 8 {
+        masks[count] = (1u64 << (8 * count)) - 1;
+        count += 1;
+    }
+    masks
+};
 
 /// Transposes the 8x8 bit matrix whose row k is byte k of `x`: bit b of byte k moves to bit k
 /// of byte b (Hacker's Delight, 7-8).
@@ -165,23 +215,25 @@ fn unbitshuffle(counts: &[u8], planes: &[u8], width: usize, n: usize, records: R
 /// only (`words[j * wanted.len() + g - wanted.start]`).
 fn plane_words(counts: &[u8], planes: &[u8], wide: usize, groups: usize, wanted: Range<usize>) -> Vec<u64> {
     let span = wanted.len();
-    let zero = vec![0u8; span];
     let mut words = vec![0u64; wide * span];
     let mut rest = planes;
+    // Plane by plane over the wanted groups, then the transposes over the column, instead
+    // of zipping eight plane iterators padded with a zero-filled stand-in (one allocation
+    // less): 150 records took 10.4 us (min of 7 timed loops) instead of 12.2 (one timed
+    // loop before), on a shared machine.
     for (column, &count) in words.chunks_exact_mut(span.max(1)).zip(counts) {
         let (stored, tail) = rest.split_at(rest.len().min(usize::from(count) * groups));
         rest = tail;
         if count == 0 {
             continue;
         }
-        let mut p = stored.chunks_exact(groups.max(1)).map(|plane| plane.get(wanted.clone()));
-        let mut next = || p.next().flatten().unwrap_or(&zero).iter();
-        let (p0, p1, p2, p3, p4, p5, p6, p7) =
-            (next(), next(), next(), next(), next(), next(), next(), next());
-        let bytes = p0.zip(p1).zip(p2).zip(p3).zip(p4).zip(p5).zip(p6).zip(p7);
-        for (word, (((((((b0, b1), b2), b3), b4), b5), b6), b7)) in column.iter_mut().zip(bytes) {
-            *word = transpose8(u64::from_le_bytes([*b0, *b1, *b2, *b3, *b4, *b5, *b6, *b7]));
+        for (b, plane) in stored.chunks_exact(groups.max(1)).enumerate() {
+            let bytes = plane.get(wanted.clone()).unwrap_or_default();
+            for (word, &byte) in column.iter_mut().zip(bytes) {
+                *word |= u64::from(byte) << (8 * b);
+            }
         }
+        column.iter_mut().for_each(|word| *word = transpose8(*word));
     }
     words
 }

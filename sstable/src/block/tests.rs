@@ -413,6 +413,15 @@ fn bit_transposition_round_trips() {
         let mut r = Reader::new(&planes[1..]);
         assert_eq!(read_planes(&mut r, width, n).unwrap(), values);
         assert_eq!(r.remaining(), 0);
+        // Every range, short ones through the column-by-column path, longer through tiles.
+        for start in 0..=n.min(40) {
+            for end in (start..=n).filter(|end| end - start <= 20 || *end == n) {
+                let mut r = Reader::new(&planes[1..]);
+                let got = read_planes_range(&mut r, width, n, start..end).unwrap();
+                assert_eq!(got, values[start * width..end * width], "width {width} n {n} {start}..{end}");
+                assert_eq!(r.remaining(), 0);
+            }
+        }
     }
 }
 
