@@ -54,6 +54,13 @@ pub struct EngineArgs {
     /// Skip the settle step: query the tables as flushed.
     #[arg(long)]
     no_compact: bool,
+    /// Target uncompressed block size of the tables compaction writes, in KiB (default:
+    /// the engine's).
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=1024))]
+    block_kib: Option<u64>,
+    /// zstd level of the tables compaction writes (0: none; default: the engine's).
+    #[arg(long, allow_negative_numbers = true, value_parser = clap::value_parser!(i32).range(-7..=22))]
+    zstd_level: Option<i32>,
     /// Partition width in hours (the engine's default: 24).
     #[arg(long, default_value_t = 24, value_parser = clap::value_parser!(u64).range(1..))]
     partition_hours: u64,
@@ -65,6 +72,20 @@ pub struct EngineArgs {
     /// comparing read-path builds on the very same tables.
     #[arg(long, requires = "dir")]
     query_only: bool,
+}
+
+/// The engine's table options with `--block-kib` and `--zstd-level` applied.
+fn table_options(args: &EngineArgs) -> strata::sstable::TableOptions {
+    let mut table = Options::default().table;
+    if let Some(kib) = args.block_kib {
+        table.block_bytes = usize::try_from(kib << 10).unwrap_or(usize::MAX);
+    }
+    match args.zstd_level {
+        Some(0) => table.compression = strata::sstable::block::Compression::None,
+        Some(level) => table.compression = strata::sstable::block::Compression::Zstd(level),
+        None => {}
+    }
+    table
 }
 
 /// Runs `engine`.
@@ -79,6 +100,7 @@ pub fn run(args: &EngineArgs) -> Result<()> {
         memtable_bytes: args.memtable_mib << 20,
         block_cache_bytes: args.cache_mib << 20,
         partition_width: args.partition_hours * 3_600_000_000,
+        table: table_options(args),
         ..Options::default()
     };
     let budget_mib = (options.memtable_bytes * (1 + options.max_immutable_memtables)
@@ -181,9 +203,20 @@ fn query_only(args: &EngineArgs) -> Result<()> {
     let options = Options {
         block_cache_bytes: args.cache_mib << 20,
         partition_width: args.partition_hours * 3_600_000_000,
+        table: table_options(args),
         ..Options::default()
     };
     let db = Db::open(dir.join("db"), options)?;
+    for p in db.stats().partitions {
+        println!(
+            "partition {}: {} sequence + {} unsequence tables, {} events, {:.2} bytes/event",
+            p.partition,
+            p.sequence_tables,
+            p.unsequence_tables,
+            p.events,
+            p.bytes as f64 / p.events.max(1) as f64
+        );
+    }
     let config = WorkloadConfig::with_seed(args.seed);
     for pass in ["first (cold cache)", "second (as `engine` times it)"] {
         let start = Instant::now();
