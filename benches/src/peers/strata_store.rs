@@ -93,12 +93,18 @@ pub(super) fn settings(budget: Budget) -> Vec<(&'static str, String)> {
         (
             "compaction",
             format!(
-                "{} background thread(s): a partition merged into one run once {} partitions \
-                 behind; tiers and late tables in newer ones",
-                options.compaction_threads, options.compaction_policy.cold_after_partitions
+                "{} background thread(s): aligned windows of {} partitions grouped once one is {} \
+                 partitions behind, a group merged into one run once its last is; tiers and \
+                 late tables in newer ones",
+                options.compaction_threads,
+                options.compaction_policy.group_partitions,
+                options.compaction_policy.cold_after_partitions
             ),
         ),
-        ("settle", "compact(): every partition not yet one settled run merged whole".into()),
+        (
+            "settle",
+            "compact(): every window grouped, every group not yet one settled run merged whole".into(),
+        ),
         (
             "background threads",
             format!(
