@@ -348,3 +348,44 @@ fn a_merge_leaves_the_blocks_readers_were_using_in_the_cache() {
     assert!(db.stats().block_cache.misses > misses);
     db.close().unwrap();
 }
+
+/// `compact` groups the partitions of an aligned window into one (compaction's rule 4):
+/// afterwards the flush routes the window's events to the group, in time order to a
+/// sequence table and late ones to an unsequence table, and the group survives a reopen.
+#[test]
+fn grouped_partitions_take_later_writes_and_survive_a_reopen() {
+    let sim = SimFs::new();
+    let policy = strata::CompactionPolicy { group_partitions: 4, ..strata::CompactionPolicy::default() };
+    let opts = Options { compaction_threads: 0, compaction_policy: policy, ..options() };
+    let db = Db::open_with_fs(Arc::new(sim.clone()), "/db", opts.clone()).unwrap();
+    for p in 0..3i64 {
+        for user in 0..20u64 {
+            db.put(user, p * WIDTH as i64 + user as i64 * 10, &[p as u8; 16]).unwrap();
+        }
+        db.flush().unwrap();
+    }
+    assert_eq!(db.stats().partitions.len(), 3);
+    db.compact().unwrap();
+    let stats = db.stats();
+    assert_eq!(stats.compaction.groups, 1);
+    let group = stats.partitions.iter().map(|p| (p.partition, p.first_ts, p.last_ts)).collect::<Vec<_>>();
+    assert_eq!(group, vec![(0, 0, 3 * WIDTH as i64 + 999)]);
+    assert_eq!(tables(&stats, 0), (1, 0));
+    // A late event of partition 1 and a new one of partition 3, both in the group.
+    db.put(3, WIDTH as i64 + 500, b"late").unwrap();
+    db.put(3, 3 * WIDTH as i64 + 500, b"new").unwrap();
+    db.flush().unwrap();
+    assert_eq!(tables(&db.stats(), 0), (2, 1), "{:?}", db.stats().partitions);
+    let newest: Vec<i64> = db.latest(3, 3).unwrap().iter().map(|e| e.ts).collect();
+    assert_eq!(newest, vec![3_500, 2_030, 1_500]);
+    let before = all_events(&db, 0..20);
+    db.close().unwrap();
+    drop(db);
+    let db = Db::open_with_fs(Arc::new(sim), "/db", opts).unwrap();
+    assert_eq!(db.stats().partitions.iter().map(|p| p.partition).collect::<Vec<_>>(), vec![0]);
+    assert_eq!(all_events(&db, 0..20), before);
+    db.compact().unwrap();
+    assert_eq!(tables(&db.stats(), 0), (1, 0));
+    assert_eq!(all_events(&db, 0..20), before);
+    db.close().unwrap();
+}

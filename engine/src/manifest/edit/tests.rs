@@ -346,3 +346,27 @@ fn the_snapshot_of_the_default_state_leaves_the_width_unset() {
     rebuilt.apply(&snapshot).unwrap();
     assert_eq!(rebuilt, ManifestState::default());
 }
+
+/// A group folds its partitions' watermarks under its first partition, and a later
+/// watermark of one of its partitions (a flush that began before the group was made)
+/// lands there too; dropping the first partition ends the group.
+#[test]
+fn watermarks_follow_groups() {
+    let mut state = ManifestState::default();
+    let marks = Edit {
+        partition_width: Some(100),
+        watermarks: vec![(8, 850), (9, 990), (12, 1_210)],
+        ..Edit::default()
+    };
+    state.apply(&marks).unwrap();
+    state.apply(&Edit { groups: vec![(8, 12)], ..Edit::default() }).unwrap();
+    assert_eq!(state.watermarks, [(8, 990), (12, 1_210)].into_iter().collect());
+    state.apply(&Edit { watermarks: vec![(10, 1_050)], ..Edit::default() }).unwrap();
+    assert_eq!(state.watermarks.get(&8), Some(&1_050));
+    assert_eq!((state.grouped(11), state.grouped(12), state.grouped(7)), (8, 12, 7));
+    let overlap = state.apply(&Edit { groups: vec![(11, 13)], ..Edit::default() }).unwrap_err();
+    assert!(overlap.contains("overlaps group 8..12"), "{overlap}");
+    assert!(state.apply(&Edit { groups: vec![(13, 13)], ..Edit::default() }).unwrap_err().contains("empty"));
+    state.apply(&Edit { dropped_partitions: vec![8], ..Edit::default() }).unwrap();
+    assert!(state.groups.is_empty() && !state.watermarks.contains_key(&8));
+}
