@@ -46,14 +46,15 @@ pub struct Options {
     /// What retention measures against (default the newest event time).
     pub retention_clock: RetentionClock,
     /// How new tables are built (block size, compression, filter bits). The default is
-    /// the table crate's with 12 KiB blocks and zstd level 1: a cold query reads a block
-    /// per table it visits, so blocks stay small, and from about 12 KiB zstd's entropy
-    /// coding pays for its per-block tables (at 8 KiB no level saves a byte on the
-    /// bit-transposed columns). On the standard workload's 20M settled events
-    /// (`strata-bench engine --events 20000000 --block-kib K --zstd-level L`, then
-    /// `--query-only` alternating, docs/PERFORMANCE.md): 22.28 / 21.64 / 21.56 bytes/event
-    /// with 8 KiB at level -1 / 12 KiB at 1 / 16 KiB at 1, latest-100 p99 medians 42.5 /
-    /// 45.1 / 56.1 µs.
+    /// the table crate's, with 8 KiB blocks instead of 32 KiB: a user's newest events lie
+    /// in one block per time partition, and a cold query decodes whole blocks, so smaller
+    /// blocks cost less per miss. Measured on the standard workload's 20M events
+    /// (`strata-bench run`): latest-100 at 10.6k / 21.0k / 28.5k queries/s and p99 606 /
+    /// 293 / 202 µs with 32 / 16 / 8 KiB blocks, for 23.7 / 24.2 / 24.9 bytes/event.
+    /// Level -1 because at 8 KiB no level saves a byte on the bit-transposed columns; 12
+    /// KiB blocks at level 1 store 3% fewer bytes (21.64 against 22.28 bytes/event with
+    /// groups), but range reads then pay for entropy decoding: the standard run gave 0.77x
+    /// strata's range queries/s (docs/PERFORMANCE.md, "Partition groups").
     pub table: TableOptions,
     /// Compression of the tables a flush writes (default none). The column layout alone
     /// takes a flushed table to about 22.7 bytes/event; zstd saves another 5% at twice the
@@ -118,11 +119,7 @@ impl Default for Options {
             block_cache_bytes: 256 << 20,
             retention: None,
             retention_clock: RetentionClock::EventTime,
-            table: TableOptions {
-                block_bytes: 12 << 10,
-                compression: Compression::Zstd(1),
-                ..TableOptions::default()
-            },
+            table: TableOptions { block_bytes: 8 << 10, ..TableOptions::default() },
             flush_compression: Compression::None,
             wal_segment_bytes: 64 << 20,
             wal_sync_interval: None,
