@@ -58,9 +58,9 @@
 //!
 //! [`plan_full`] is `Db::compact`: every window holding tables grouped (hot ones too: the
 //! state the background reaches once they cool), then every partition that is not yet
-//! *final* (one settled, compressed run) merged whole, without fan-in bound. [`debt`] replays the planner on a
-//! copy of the catalogue ([`simulate`]) until it has nothing left to do, summing the bytes
-//! each merge reads.
+//! *final* (one settled, compressed run) merged whole, without fan-in bound. [`debt`]
+//! replays the planner on a copy of the catalogue ([`simulate`]) until it has nothing left
+//! to do, summing the bytes each merge reads.
 //!
 //! Degenerate knobs are lifted to the least that terminates: a fan-in of 2, a tier ratio of
 //! 2 (a one-table merge of a tier would reproduce itself forever).
@@ -123,7 +123,7 @@ impl Catalogue {
 
     /// The last partition of (grouped) partition `p`.
     fn last_of(&self, p: i64) -> i64 {
-        group_of(&self.groups, p).map_or(p, |(_, end)| end.saturating_sub(1))
+        last_partition(&self.groups, p)
     }
 
     /// A copy whose tables carry their grouped partition.
@@ -140,6 +140,17 @@ impl Catalogue {
 /// The group holding partition `p` as `(first, after the last)`, if any.
 pub fn group_of(groups: &BTreeMap<i64, i64>, p: i64) -> Option<(i64, i64)> {
     groups.range(..=p).next_back().filter(|(_, &end)| p < end).map(|(&start, &end)| (start, end))
+}
+
+/// The last partition of the group holding `p`, or `p` when it is in none.
+pub fn last_partition(groups: &BTreeMap<i64, i64>, p: i64) -> i64 {
+    group_of(groups, p).map_or(p, |(_, end)| end.saturating_sub(1))
+}
+
+/// A group that partitions `start..end` would overlap, as `(first, after the last)`.
+pub fn overlapping_group(groups: &BTreeMap<i64, i64>, start: i64, end: i64) -> Option<(i64, i64)> {
+    // Groups are disjoint: only the last one starting before `end` can reach past `start`.
+    groups.range(..end).next_back().filter(|(_, &e)| e > start).map(|(&s, &e)| (s, e))
 }
 
 /// The knobs of the planner.
@@ -333,10 +344,11 @@ pub fn simulate(catalogue: &Catalogue, policy: &Policy) -> Vec<(Plan, u64)> {
 /// [`simulate`], also returning the catalogue it ends with.
 ///
 /// It terminates: a drop removes tables, a move turns an unsequence table into a sequence
-/// one, a group takes a partition that was in none into one, and a merge of two or more inputs lowers the number of tables. A one-input merge
-/// is either an erasure (its output holds no due erasure), or a cold partition's (its output
-/// is a compressed sequence table: a lone table is then final, and a bounded merge never
-/// takes a lone compressed sequence table).
+/// one, a group takes a partition that was in none into one, and a merge of two or more
+/// inputs lowers the number of tables. A one-input merge is either an erasure (its output
+/// holds no due erasure), or a cold partition's (its output is a compressed sequence table:
+/// a lone table is then final, and a bounded merge never takes a lone compressed sequence
+/// table).
 fn replay(catalogue: &Catalogue, policy: &Policy) -> (Vec<(Plan, u64)>, Catalogue) {
     let mut sim = catalogue.clone();
     sim.busy.clear();
@@ -507,7 +519,7 @@ fn new_group(catalogue: &Catalogue, p: i64, knobs: &Knobs) -> Option<Plan> {
     }
     let start = p.div_euclid(size).checked_mul(size)?;
     let end = start.checked_add(size)?;
-    let overlapping = catalogue.groups.range(..end).next_back().is_some_and(|(_, &e)| e > start);
+    let overlapping = overlapping_group(&catalogue.groups, start, end).is_some();
     let busy = catalogue.busy.range(start..end).next().is_some();
     (!overlapping && !busy).then_some(Plan::Group { start, end })
 }

@@ -470,8 +470,7 @@ impl Inner {
     /// plan and `compact` can decide the same group from the same version.
     fn make_group(&self, start: i64, end: i64) -> Result<()> {
         let version = Arc::clone(&self.current.read().version);
-        let groups = &version.state.groups;
-        if groups.range(..end).next_back().is_some_and(|(_, &e)| e > start) {
+        if strata_compaction::plan::overlapping_group(&version.state.groups, start, end).is_some() {
             return Ok(());
         }
         let edit = Edit { groups: vec![(start, end)], ..Edit::default() };

@@ -140,6 +140,10 @@ struct Router<'a> {
     width: i64,
     /// The partitions, their groups and watermarks.
     version: &'a Version,
+    /// The last partition looked up and its group: entries come by user, ts ascending, so
+    /// consecutive ones mostly share a partition, and the group map is not searched per
+    /// event.
+    last_group: std::cell::Cell<(i64, i64)>,
     events: u64,
     late: u64,
     newest_put: Option<i64>,
@@ -148,7 +152,14 @@ struct Router<'a> {
 impl Router<'_> {
     /// The partition (or group) of `ts`.
     fn partition(&self, ts: i64) -> i64 {
-        self.version.state.grouped(partition_of(ts, self.width))
+        let fine = partition_of(ts, self.width);
+        let (last, group) = self.last_group.get();
+        if fine == last {
+            return group;
+        }
+        let group = self.version.state.grouped(fine);
+        self.last_group.set((fine, group));
+        group
     }
 
     /// Whether an event at `ts` of `partition` belongs to a sequence table.
@@ -232,7 +243,9 @@ fn write_entries(
     version: &Version,
 ) -> Result<(u64, u64, Option<i64>)> {
     let width = builders.ctx.width;
-    let mut router = Router { width, version, events: 0, late: 0, newest_put: None };
+    let first = partition_of(i64::MIN, width);
+    let last_group = std::cell::Cell::new((first, version.state.grouped(first)));
+    let mut router = Router { width, version, last_group, events: 0, late: 0, newest_put: None };
     let mut partitions: Option<BTreeSet<i64>> = None;
     let mut window: Vec<Entry> = Vec::with_capacity(WINDOW);
     let mut deletes = Vec::new();

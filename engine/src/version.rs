@@ -213,7 +213,7 @@ impl Version {
 
     /// First and last timestamp of partition `p` (a group's first partition: the group's).
     pub fn bounds(&self, p: i64, width: i64) -> (i64, i64) {
-        let last = strata_compaction::plan::group_of(&self.state.groups, p).map_or(p, |(_, end)| end - 1);
+        let last = strata_compaction::plan::last_partition(&self.state.groups, p);
         (partition_bounds(p, width).0, partition_bounds(last, width).1)
     }
 }

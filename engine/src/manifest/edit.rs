@@ -342,7 +342,7 @@ impl ManifestState {
             if start >= end {
                 return Err(format!("group {start}..{end} is empty"));
             }
-            if let Some((s, e)) = groups.range(..end).next_back().filter(|(_, &e)| e > start) {
+            if let Some((s, e)) = strata_compaction::plan::overlapping_group(&groups, start, end) {
                 return Err(format!("group {start}..{end} overlaps group {s}..{e}"));
             }
             groups.insert(start, end);
