@@ -59,13 +59,7 @@ mod tests {
 
     #[test]
     fn lower_bound_matches_partition_point() {
-        let mut x = 0x9e37_79b9_7f4a_7c15u64;
-        let mut next = || {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x
-        };
+        let mut next = crate::test_rng::xorshift(0x9e37_79b9_7f4a_7c15);
         for len in [0usize, 1, 2, 63, 64, 65, 127, 128, 129, 1000, 13_001] {
             for shape in 0..3 {
                 let mut users: Vec<u64> = (0..len)

@@ -36,6 +36,8 @@ mod iter;
 mod mmap;
 mod scratch;
 mod table;
+#[cfg(test)]
+mod test_rng;
 pub mod varint;
 
 pub use cache::{Cache, CacheKey, CacheStats};

@@ -452,13 +452,7 @@ fn run_len_gallops_to_the_end_of_every_run() {
 
 #[test]
 fn lower_bound_u64_matches_partition_point() {
-    let mut x = 0x9e37_79b9_7f4a_7c15u64;
-    let mut next = || {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        x
-    };
+    let mut next = crate::test_rng::xorshift(0x9e37_79b9_7f4a_7c15);
     for len in [0usize, 1, 2, 15, 16, 17, 50, 400, 1000] {
         for shape in 0..4 {
             let mut values: Vec<u64> = (0..len)

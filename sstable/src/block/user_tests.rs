@@ -181,16 +181,9 @@ fn a_run_out_of_order_is_refused() {
 
 #[test]
 fn varints_span_counts_terminators() {
-    let mut x = 0x2545_f491_4f6c_dd1du64;
+    let mut next = crate::test_rng::xorshift(0x2545_f491_4f6c_dd1d);
     for len in 0..70usize {
-        let bytes: Vec<u8> = (0..len)
-            .map(|_| {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                x as u8
-            })
-            .collect();
+        let bytes: Vec<u8> = (0..len).map(|_| next() as u8).collect();
         let ends: Vec<usize> = (0..len).filter(|&i| bytes[i] & 0x80 == 0).map(|i| i + 1).collect();
         assert_eq!(varints_span(&bytes, 0), Some(0));
         for count in 1..=ends.len() + 1 {
