@@ -567,6 +567,12 @@ impl Inner {
                 }
             };
             let result = self.flush_one(&imm).and_then(|()| self.enforce_retention());
+            // The flushed memtable is freed here unless a reader still holds it (then it is
+            // freed by that reader, and the next flush's trim returns it).
+            drop(imm);
+            if self.options.release_memory_after_flush {
+                crate::memory::release_free_memory();
+            }
             if let Err(err) = result {
                 self.fail(err);
                 return;

@@ -6,7 +6,9 @@
 //! - [`wal`]: the write-ahead log with group commit and recovery;
 //! - [`sstable`]: time-partitioned, column-oriented, checksummed tables and their reader.
 
-#![forbid(unsafe_code)]
+// Denied, not forbidden: `memory` asks glibc to trim its arenas, one FFI call with its own
+// `allow` and SAFETY comment; nothing else in the engine may use `unsafe`.
+#![deny(unsafe_code)]
 
 mod batch;
 mod compactor;
@@ -14,6 +16,7 @@ mod db;
 mod error;
 mod flush;
 pub mod manifest;
+mod memory;
 mod memtable;
 mod open;
 mod options;

@@ -97,6 +97,7 @@ pub(super) fn settings(budget: Budget) -> Vec<(&'static str, String)> {
         ("WAL", "journal on; PersistMode::SyncData per batch only in the fsync phase".into()),
         ("compaction", "leveled (default)".into()),
         ("settle", "rotate_memtable_and_wait() + major_compact()".into()),
+        ("allocator", "the process's (glibc malloc)".into()),
         ("background threads", format!("worker_threads({})", workers())),
     ]
 }

@@ -164,6 +164,7 @@ pub(super) fn settings(budget: Budget) -> Vec<(&'static str, String)> {
         ("WAL", "on; sync per batch only in the fsync phase".into()),
         ("compaction", "leveled, dynamic level bytes".into()),
         ("settle", "flush() + compact_range(full)".into()),
+        ("allocator", "the process's (glibc malloc; the crate's jemalloc feature off)".into()),
         ("background threads", format!("increase_parallelism({})", background_threads())),
     ]
 }

@@ -106,6 +106,14 @@ pub(super) fn settings(budget: Budget) -> Vec<(&'static str, String)> {
             "compact(): every window grouped, every group not yet one settled run merged whole".into(),
         ),
         (
+            "allocator",
+            if options.release_memory_after_flush {
+                "the process's (glibc malloc); malloc_trim(0) after each flush".into()
+            } else {
+                "the process's (glibc malloc)".into()
+            },
+        ),
+        (
             "background threads",
             format!(
                 "1 flush + {} compaction thread(s) at nice +{}",
