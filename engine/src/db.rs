@@ -301,6 +301,10 @@ impl Db {
         // A poisoned database has nothing more it may flush; its failure is what close
         // reports, after the WAL (which holds every acknowledged write) is synced and closed.
         let poisoned = self.inner.poison.lock().clone();
+        // No compaction starts from here on (one under way finishes): each flush below
+        // would wake the compaction threads, and close would then wait for merges begun
+        // after it was called; the next open's compaction picks the work up.
+        self.inner.compactor.shutdown();
         let flushed = match poisoned {
             Some(cause) => Err(Error::Poisoned { cause }),
             None => self.inner.flush_all(),

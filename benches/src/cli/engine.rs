@@ -69,7 +69,7 @@ pub struct EngineArgs {
     seed: u64,
     /// Only query: open the database a previous run left in `--dir` (`DIR/db`, kept with
     /// `--dir`) and run the "latest 100" passes on it, with no ingest or settle. For
-    /// comparing read-path builds on the very same tables.
+    /// comparing read-path builds on the very same tables; background compaction is off.
     #[arg(long, requires = "dir")]
     query_only: bool,
 }
@@ -200,10 +200,13 @@ pub fn run(args: &EngineArgs) -> Result<()> {
 /// with the block cache's counters.
 fn query_only(args: &EngineArgs) -> Result<()> {
     let dir = args.dir.as_deref().unwrap_or(std::path::Path::new("."));
+    // No background compaction: the queries read the tables exactly as they were left, so
+    // that two builds (or a settled and an unsettled database) compare on the same layout.
     let options = Options {
         block_cache_bytes: args.cache_mib << 20,
         partition_width: args.partition_hours * 3_600_000_000,
         table: table_options(args),
+        compaction_threads: 0,
         ..Options::default()
     };
     let db = Db::open(dir.join("db"), options)?;
