@@ -195,7 +195,8 @@ fn batch_over_the_wal_limit_is_refused() {
     let db = open(dir.path());
     let big = vec![1u8; MAX_PAYLOAD_BYTES];
     let mut batch = WriteBatch::new();
-    // Each put costs its payload plus a 21-byte header: 128 of them are just over the limit.
+    // Each put costs its payload plus 13 bytes or less around it (tag, user, ts delta, len):
+    // 128 of them are just over the limit.
     let mut ts = 0;
     while batch.encoded_len() <= MAX_BATCH_BYTES {
         batch.put(1, ts, &big);

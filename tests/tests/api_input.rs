@@ -22,8 +22,8 @@
 //! | `WriteBatch::delete_range(u, 10..5)` | the batch keeps the error; `Db::write` returns `InvalidArgument { arg: "range" }` and writes nothing of the batch |
 //! | `WriteBatch::delete_range(u, 5..5)`, or any empty range | adds nothing (`len()` unchanged) |
 //! | empty `WriteBatch` | `Db::write` returns `Ok` and does no file-system operation at all: no WAL record, no seqno, no fsync even with `sync: true` (use `Db::sync_wal` to sync earlier writes); on a closed database `Err(Closed)` |
-//! | batch of 1,000,000 puts with 8-byte payloads (29 MB encoded) | `Ok`, atomically: one WAL record (larger than `wal_segment_bytes` here: a record is never split), 1,000,000 consecutive seqnos, every event readable at every stage; the batch enters the memtable whole, past `memtable_bytes`, and the memtable is rotated right after. A WAL record cut short anywhere (a torn write) drops the whole batch at reopen and keeps the writes before it |
-//! | batch over `MAX_BATCH_BYTES` (128 MiB encoded; 1,000,000 puts with 114-byte payloads) | `Err(InvalidArgument { arg: "batch" })` naming the encoded size and the limit; nothing written |
+//! | batch of 1,000,000 puts with 8-byte payloads (19 MB encoded) | `Ok`, atomically: one WAL record (larger than `wal_segment_bytes` here: a record is never split), 1,000,000 consecutive seqnos, every event readable at every stage; the batch enters the memtable whole, past `memtable_bytes`, and the memtable is rotated right after. A WAL record cut short anywhere (a torn write) drops the whole batch at reopen and keeps the writes before it |
+//! | batch over `MAX_BATCH_BYTES` (128 MiB encoded; 1,000,000 puts with 124-byte payloads, 135 bytes each) | `Err(InvalidArgument { arg: "batch" })` naming the encoded size and the limit; nothing written |
 //! | random mixes of the values above, refused inputs and flushes | the database equals the model at every stage |
 //!
 //! Summary rows: points = databases (or torn cut points) tried; states = stages checked;
@@ -283,7 +283,7 @@ fn a_batch_of_a_million_events_is_atomic_and_one_over_the_limit_is_refused() {
     run.extra = Some(Box::new(move |db| check_million(db, users, per_user, false).map(drop)));
     let mut over = WriteBatch::new();
     for j in 0..1_000_000u64 {
-        over.put(2, j as i64, &[5; 114]);
+        over.put(2, j as i64, &[5; 124]);
     }
     let needles = [over.encoded_len().to_string(), MAX_BATCH_BYTES.to_string()];
     assert!(over.encoded_len() > MAX_BATCH_BYTES);

@@ -25,6 +25,7 @@ mod recovery;
 mod segment;
 mod sync;
 mod tail;
+mod varint;
 mod writeback;
 mod writer;
 

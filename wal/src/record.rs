@@ -5,7 +5,7 @@
 //! +--------+--------+--------+--------+--------+--------+--------+--------+
 //! | magic "STRATWAL" (8)                                                  |  0
 //! +--------+--------+--------+--------+--------+--------+--------+--------+
-//! | version u32 = 3                   | reserved u32 = 0                  |  8
+//! | version u32 = 4                   | reserved u32 = 0                  |  8
 //! +--------+--------+--------+--------+--------+--------+--------+--------+
 //! | first_seqno u64 (equals the number in the file name)                  | 16
 //! +--------+--------+--------+--------+--------+--------+--------+--------+
@@ -45,13 +45,13 @@ use crate::batch::MAX_BATCH_BYTES;
 /// Magic number at the start of every segment.
 pub const SEGMENT_MAGIC: [u8; 8] = *b"STRATWAL";
 /// Current segment format version.
-pub const SEGMENT_VERSION: u32 = 3;
+pub const SEGMENT_VERSION: u32 = 4;
 /// Size of the segment header.
 pub const SEGMENT_HEADER_LEN: usize = 32;
 /// Size of a record header.
 pub const RECORD_HEADER_LEN: usize = 32;
-/// Size of the smallest encoded operation (a delete: tag, user, ts).
-pub(crate) const MIN_OP_LEN: usize = 17;
+/// Size of the smallest encoded operation (a delete: tag, user, a one-byte ts delta).
+pub(crate) const MIN_OP_LEN: usize = 10;
 
 pub(crate) fn le_u32(bytes: &[u8], at: usize) -> u32 {
     let mut array = [0u8; 4];
@@ -167,7 +167,7 @@ pub enum RecordError {
     BadLength(u32),
     /// The checksum does not match.
     Checksum,
-    /// An operation count that cannot fit the body (zero, or more than `len / 17`).
+    /// An operation count that cannot fit the body (zero, or more than `len / MIN_OP_LEN`).
     BadCount(u32),
 }
 
@@ -241,10 +241,10 @@ mod tests {
         bad[17] ^= 1;
         assert_eq!(decode_segment_header(&bad), Err(HeaderError::Checksum));
         let mut future = header;
-        future[8] = 4;
+        future[8] = 5;
         let checksum = xxh3_64(&future[0..24]);
         future[24..32].copy_from_slice(&checksum.to_le_bytes());
-        assert_eq!(decode_segment_header(&future), Err(HeaderError::Version(4)));
+        assert_eq!(decode_segment_header(&future), Err(HeaderError::Version(5)));
     }
 
     proptest! {

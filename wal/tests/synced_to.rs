@@ -115,7 +115,7 @@ fn a_hole_in_the_unsynced_tail_before_valid_records_is_a_torn_write() {
 fn a_hole_in_synced_bytes_that_a_later_record_covers_is_corruption() {
     let fs = SimFs::new();
     let (wal, _) = open(&fs).unwrap();
-    for tag in 1..=12 {
+    for tag in 1..=20 {
         wal.append(&batch(tag, 40), true).unwrap();
     }
     drop(wal);

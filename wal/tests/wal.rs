@@ -430,11 +430,11 @@ fn reopen_makes_the_recovered_tail_durable_before_writing_after_it() {
     assert_eq!(recovery.batches[0].batch, batch(1, 2));
 }
 
-/// Versions 1 and 2 (24-byte record headers, no `synced_to`) are refused, not read: strata
-/// is unreleased, so no log of theirs needs upgrading.
+/// Versions 1 and 2 (24-byte record headers, no `synced_to`) and 3 (fixed-width operation
+/// fields) are refused, not read: strata is unreleased, so no log of theirs needs upgrading.
 #[test]
-fn version_1_and_2_segments_are_refused_clearly() {
-    for version in [1u8, 2] {
+fn version_1_to_3_segments_are_refused_clearly() {
+    for version in [1u8, 2, 3] {
         let fs = SimFs::new();
         drop(open(&fs, WalOptions::default()).unwrap());
         let mut header = fs.contents(&seg(1)).unwrap();
@@ -449,7 +449,7 @@ fn version_1_and_2_segments_are_refused_clearly() {
             "{err}"
         );
         assert!(err.to_string().contains(&format!("version {version} is not supported")), "{err}");
-        assert!(err.to_string().contains("reads version 3"), "{err}");
+        assert!(err.to_string().contains("reads version 4"), "{err}");
     }
 }
 
