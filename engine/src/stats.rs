@@ -135,6 +135,11 @@ impl CompactionStats {
         [&self.sequence, &self.cross, &self.erasure, &self.full].iter().map(|k| k.bytes_written).sum()
     }
 
+    /// Every kind's merges run.
+    pub fn runs(&self) -> u64 {
+        [&self.sequence, &self.cross, &self.erasure, &self.full].iter().map(|k| k.runs).sum()
+    }
+
     /// Every kind's bytes read.
     pub fn bytes_read(&self) -> u64 {
         [&self.sequence, &self.cross, &self.erasure, &self.full].iter().map(|k| k.bytes_read).sum()

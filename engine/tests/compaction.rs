@@ -389,3 +389,41 @@ fn grouped_partitions_take_later_writes_and_survive_a_reopen() {
     assert_eq!(all_events(&db, 0..20), before);
     db.close().unwrap();
 }
+
+/// `close` starts no compaction: the flush of its memtable makes partition 0 cold, which
+/// the background would merge at once; close must not wait for that, and the next open does
+/// it instead.
+#[test]
+fn close_starts_no_compaction_and_the_next_open_picks_the_work_up() {
+    let sim = SimFs::new();
+    let policy = strata::CompactionPolicy { group_partitions: 1, ..strata::CompactionPolicy::default() };
+    let opts =
+        Options { memtable_bytes: 1 << 20, compaction_threads: 1, compaction_policy: policy, ..options() };
+    let db = Db::open_with_fs(Arc::new(sim.clone()), "/db", opts.clone()).unwrap();
+    // Two sequence tables in hot partition 0: below every merge threshold, so the
+    // background has nothing to do.
+    for round in 0..2i64 {
+        for user in 0..20u64 {
+            db.put(user, round * 100 + user as i64, &[round as u8; 16]).unwrap();
+        }
+        db.flush().unwrap();
+    }
+    let before = all_events(&db, 0..20);
+    // Left in the memtable: only close's flush writes partition 3, which makes 0 cold.
+    db.put(1, 3 * WIDTH as i64 + 5, b"cold-maker").unwrap();
+    db.close().unwrap();
+    let stats = db.stats();
+    assert_eq!(
+        (stats.compaction.groups, stats.compaction.runs(), tables(&stats, 0)),
+        (0, 0, (2, 0)),
+        "{:?}",
+        stats.compaction
+    );
+
+    let db = Db::open_with_fs(Arc::new(sim), "/db", opts).unwrap();
+    eventually("partition 0 merged after the reopen", || db.stats().compaction.runs() >= 1);
+    let partition_0: Vec<Event> =
+        all_events(&db, 0..20).into_iter().filter(|e| e.ts < WIDTH as i64).collect();
+    assert_eq!(partition_0, before);
+    db.close().unwrap();
+}
