@@ -9,12 +9,13 @@
 //! size becomes the sum of every arena's peak rather than the peak of what is live.
 //! Measured on the quick preset's mixed phase (`strata-bench run --preset quick --engines
 //! strata`): peak RSS 808 and 831 MiB without, 632 and 635 MiB with a trim after each flush
-//! (docs/PERFORMANCE.md, "Returning freed memory").
+//! (docs/PERFORMANCE.md, "Returning freed memory to the kernel").
 //!
 //! [`release_free_memory`] asks glibc to return every whole free page of every arena
 //! (`malloc_trim(0)`, which `madvise`s them away). It walks the arenas under their locks, so
 //! it runs on the flush thread, after the flush, never on a reader's or writer's path; it
-//! took 5 to 100 ms per call in that measurement, against a flush's few hundred.
+//! took 5 to 100 ms per call in that measurement (a writer or reader that allocates from an
+//! arena while the trim holds its lock waits that long at most).
 //! `Options::release_memory_after_flush` turns it off. With another allocator or C library
 //! there is nothing to ask, and the call does nothing.
 
