@@ -37,7 +37,7 @@
 //!                                                   bit 1: built compressed)
 //!                                    112 range_deletes u64
 //!                                    120 reserved u64 = 0
-//!                                    128 version u32 = 1
+//!                                    128 version u32 = 2 (1 also read)
 //!                                    132 footer_len u32 = 152
 //!                                    136 footer_checksum u64 = xxh3(footer bytes 0..136)
 //!                                    144 magic "STRATSST"
@@ -50,8 +50,12 @@ use xxhash_rust::xxh3::xxh3_64;
 
 /// Magic number at the end of every table.
 pub const TABLE_MAGIC: [u8; 8] = *b"STRATSST";
-/// Current table format version.
-pub const TABLE_VERSION: u32 = 1;
+/// Current table format version: 2 since blocks may hold Rice-coded timestamps (block flags
+/// bit 2), which a version 1 reader would refuse as unknown flags, block by block, long after
+/// opening the table; the version makes it refuse the table at open instead.
+pub const TABLE_VERSION: u32 = 2;
+/// The oldest version this build reads: version 1 differs only in never using the Rice mode.
+pub const MIN_TABLE_VERSION: u32 = 1;
 /// Size of the footer.
 pub const FOOTER_LEN: usize = 152;
 const FOOTER_LEN_U32: u32 = 152;
@@ -272,13 +276,13 @@ impl Footer {
         if xxh3_64(&footer[..footer_len - 16]) != u64_at(footer, footer_len - 16) {
             return Err(FooterError::Damaged(base + len - footer_len, "footer checksum mismatch".into()));
         }
-        if version != TABLE_VERSION {
+        if !(MIN_TABLE_VERSION..=TABLE_VERSION).contains(&version) {
             return Err(FooterError::Version(version));
         }
         if footer_len != FOOTER_LEN {
             return Err(FooterError::Damaged(
                 base + len - 20,
-                format!("version 1 footer of {footer_len} bytes"),
+                format!("version {version} footer of {footer_len} bytes"),
             ));
         }
         let stats = TableStats {
@@ -363,14 +367,23 @@ mod tests {
         let mut short = file.clone();
         short.truncate(300);
         assert!(matches!(Footer::decode(&short), Err(FooterError::NotATable(_))));
-        let mut newer = file.clone();
-        let at = newer.len() - 24;
-        newer[at] = 2;
-        let start = newer.len() - FOOTER_LEN;
-        let checksum = xxh3_64(&newer[start..newer.len() - 16]);
-        let at = newer.len() - 16;
-        newer[at..at + 8].copy_from_slice(&checksum.to_le_bytes());
-        assert_eq!(Footer::decode(&newer), Err(FooterError::Version(2)));
+        let with_version = |version: u32| {
+            let mut file = file.clone();
+            let at = file.len() - 24;
+            file[at..at + 4].copy_from_slice(&version.to_le_bytes());
+            let start = file.len() - FOOTER_LEN;
+            let checksum = xxh3_64(&file[start..file.len() - 16]);
+            let at = file.len() - 16;
+            file[at..at + 8].copy_from_slice(&checksum.to_le_bytes());
+            file
+        };
+        assert_eq!(Footer::decode(&with_version(TABLE_VERSION + 1)), Err(FooterError::Version(3)));
+        assert_eq!(Footer::decode(&with_version(0)), Err(FooterError::Version(0)));
+        // Version 1 tables (before the Rice timestamp mode) still read.
+        let old = with_version(1);
+        let mut decoded = footer();
+        decoded.stats.footer_checksum = u64_at(&old, old.len() - 16);
+        assert_eq!(Footer::decode(&old), Ok(decoded));
     }
 
     /// What `Table::open` does: the last FOOTER_LEN bytes, more if `tail_len` asks for them.

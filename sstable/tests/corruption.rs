@@ -177,10 +177,10 @@ fn bad_inputs_get_typed_errors_naming_the_file() {
 
     let mut newer = good.clone();
     let at = newer.len() - 24;
-    newer[at] = 2;
+    newer[at] = 3;
     reseal(&mut newer);
     match read_everything(&sim_with(&sim, &newer)) {
-        Err(SstError::UnsupportedVersion { version: 2, supported: 1, .. }) => {}
+        Err(SstError::UnsupportedVersion { version: 3, supported: 2, .. }) => {}
         other => panic!("newer version: {other:?}"),
     }
 

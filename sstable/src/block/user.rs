@@ -4,6 +4,9 @@
 //! The users column gives the run's entry range `s..e`. The timestamp and seqno columns have
 //! no per-run index, so the runs before and after are stepped over: a varint ends at a byte
 //! whose high bit is clear, so skipping `k` of them is a count of such bytes, eight at a time.
+//! Rice-coded timestamps (`rice.rs`) are stepped over alike: each delta's unary code ends at a
+//! one bit, so skipping `k` deltas is a count of one bits, 64 at a time; the low bits need no
+//! skipping (fixed width), and the escape list is short and read through.
 //! The kinds and value lengths are short RLE columns walked to the range, and transposed values
 //! are un-transposed only for the 8-record groups covering it.
 
@@ -12,8 +15,8 @@ use std::ops::Range;
 use bytes::Bytes;
 
 use super::{
-    at, bits, offsets, push_seqno_run, push_ts_run, read_kind, read_value_len, user_reader, walk_rle,
-    with_body, DecodedBlock, FLAG_TRANSPOSED, FLAG_TS_DOD, MAX_BLOCK_UNCOMPRESSED,
+    at, bits, offsets, push_seqno_run, push_ts_run, read_kind, read_value_len, rice, user_reader, walk_rle,
+    with_body, DecodedBlock, TsMode, FLAG_TRANSPOSED, KNOWN_FLAGS, MAX_BLOCK_UNCOMPRESSED,
 };
 use crate::varint::Reader;
 use crate::Kind;
@@ -32,9 +35,10 @@ impl DecodedBlock {
     /// length (runs summing to n), the values' size, no trailing byte, and the run's own
     /// varints and table order (timestamps ascending, seqnos descending at equal timestamps).
     /// Only `decode` checks the other runs' timestamp and seqno varints (here only counted, so
-    /// an overlong one passes) and their table order, and, for an absent user, every column
-    /// after the users. That is acceptable because the table verifies a block's xxh3 against its index
-    /// entry before decoding it (`Table::with_raw_block`): damage is caught there, and these
+    /// an overlong one passes), in the Rice mode their codes against the escape list (here
+    /// only counted, and the escapes only read), their table order, and, for an absent user,
+    /// every column after the users. That is acceptable because the table verifies a block's
+    /// xxh3 against its index entry before decoding it (`Table::with_raw_block`): damage is caught there, and these
     /// checks only keep a corrupt block that slipped through from causing a panic or an
     /// unbounded allocation, which they still do. An error says what and where, as `decode`'s.
     pub fn decode_user(on_disk: &[u8], user: u64) -> Result<DecodedBlock, String> {
@@ -56,11 +60,16 @@ impl DecodedBlock {
 fn parse_user(body: &[u8], n: usize, user: u64) -> Result<DecodedBlock, String> {
     let mut r = Reader::new(body);
     let flags = at(&mut r, "flags", |r| r.byte())?;
-    if flags & !(FLAG_TRANSPOSED | FLAG_TS_DOD) != 0 {
+    if flags & !KNOWN_FLAGS != 0 {
         return Err(format!("unknown flags {flags:#04x} at uncompressed body byte 0"));
     }
-    let Some(run) = find_run(&mut r, n, user)? else { return Ok(DecodedBlock::empty()) };
-    let ts = run_ts(&mut r, n, &run, flags & FLAG_TS_DOD != 0)?;
+    let mode = TsMode::of(flags)?;
+    let Some(found) = find_run(&mut r, n, user)? else { return Ok(DecodedBlock::empty()) };
+    let run = found.entries.clone();
+    let ts = match mode {
+        TsMode::Rice => run_rice_ts(&mut r, n, &found)?,
+        _ => run_ts(&mut r, n, &run, mode == TsMode::Dod)?,
+    };
     let seqnos = run_seqnos(&mut r, n, &run)?;
     let kinds = run_kinds(&mut r, n, &run)?;
     let lens = RunLens::read(&mut r, n, &run)?;
@@ -100,17 +109,27 @@ fn run_values(
     }
 }
 
-/// Reads the whole users column (checking it as `decode` does) and returns the entry range
-/// of `user`'s run, if it has one.
-fn find_run(r: &mut Reader<'_>, n: usize, user: u64) -> Result<Option<Range<usize>>, String> {
-    let (mut start, mut found) = (0usize, None);
+/// Where one user's run is in a block.
+struct Run {
+    /// Its entries.
+    entries: Range<usize>,
+    /// Its index among the block's runs, and how many runs the block has.
+    index: usize,
+    runs: usize,
+}
+
+/// Reads the whole users column (checking it as `decode` does) and returns where `user`'s
+/// run is, if it has one.
+fn find_run(r: &mut Reader<'_>, n: usize, user: u64) -> Result<Option<Run>, String> {
+    let (mut start, mut runs, mut found) = (0usize, 0usize, None);
     walk_rle(r, n, "users", user_reader(), |run_user, len| {
         if run_user == user {
-            found = Some(start..start + len);
+            found = Some((start..start + len, runs));
         }
         start += len;
+        runs += 1;
     })?;
-    Ok(found)
+    Ok(found.map(|(entries, index)| Run { entries, index, runs }))
 }
 
 /// The run's timestamps; the reader ends past the timestamps column.
@@ -122,6 +141,31 @@ fn run_ts(r: &mut Reader<'_>, n: usize, run: &Range<usize>, dod: bool) -> Result
     let mut ts = Vec::with_capacity(run.len());
     push_ts_run(r, base, run.len(), dod, &mut ts)?;
     at(r, "timestamps", |r| skip_varints(r, n - run.end))?;
+    Ok(ts)
+}
+
+/// The run's timestamps from a Rice-coded column (`rice.rs`); the reader ends past it. The
+/// other runs' firsts are skipped as varints, their deltas by a popcount over the unary
+/// codes, their escapes one by one.
+fn run_rice_ts(r: &mut Reader<'_>, n: usize, run: &Run) -> Result<Vec<i64>, String> {
+    let base = at(r, "timestamps", |r| r.i64())?;
+    let start = r.position();
+    let failed = |e: String| format!("timestamps at uncompressed body byte {start}: {e}");
+    // Runs are non-empty and sum to n: n - R deltas, and `index` runs before this one, each
+    // with one delta fewer than entries.
+    let m = n - run.runs;
+    let (mut codes, mut firsts) = rice::Codes::read(r, run.runs, m).map_err(failed)?;
+    skip_varints(&mut firsts, run.index).map_err(failed)?;
+    let mut prev = base.wrapping_add(firsts.u64().map_err(failed)? as i64);
+    let mut ts = Vec::with_capacity(run.entries.len());
+    ts.push(prev);
+    codes.seek(run.entries.start - run.index).map_err(failed)?;
+    for _ in 1..run.entries.len() {
+        prev = prev.wrapping_add(codes.next_delta().map_err(failed)? as i64);
+        ts.push(prev);
+    }
+    let unary = codes.skip_to_end(m).map_err(failed)?;
+    r.bytes(unary).map_err(failed)?;
     Ok(ts)
 }
 
@@ -196,7 +240,7 @@ impl RunLens {
 }
 
 /// Advances `r` past `count` varints without decoding them.
-fn skip_varints(r: &mut Reader<'_>, count: usize) -> Result<(), String> {
+pub(super) fn skip_varints(r: &mut Reader<'_>, count: usize) -> Result<(), String> {
     let rest = r.clone().bytes(r.remaining())?;
     let span = varints_span(rest, count).ok_or_else(|| format!("{count} varints cut short"))?;
     r.bytes(span).map(|_| ())

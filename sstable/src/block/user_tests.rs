@@ -1,20 +1,20 @@
 //! Proves [`DecodedBlock::decode_user`] equal to [`DecodedBlock::decode`] filtered to one user
-//! on random blocks (both codecs, transposed or not, both timestamp modes, users at the u64
+//! on random blocks (both codecs, transposed or not, every timestamp mode, users at the u64
 //! extremes), for present and absent users, and that damaged blocks never make it panic.
 //! No env knobs: proptest's `PROPTEST_CASES` scales the random cases.
 #![allow(clippy::cast_possible_truncation)]
 
 use proptest::prelude::*;
 
-use super::tests::{arb_entries, encode, small_block, sorted};
+use super::tests::{arb_entries, encode, encode_as, small_block, sorted, MODES};
 use super::user::varints_span;
 use super::*;
 
-/// Builds a block with the given layout choices (`dod: None` lets the builder pick).
-fn build(entries: &[Entry], compression: Compression, transpose: bool, dod: Option<bool>) -> Vec<u8> {
+/// Builds a block with the given layout choices (`mode: None` lets the builder pick).
+fn build(entries: &[Entry], compression: Compression, transpose: bool, mode: Option<TsMode>) -> Vec<u8> {
     let mut builder = BlockBuilder::new();
     builder.transpose = transpose;
-    builder.force_ts_dod = dod;
+    builder.force_ts = mode;
     entries.iter().for_each(|e| builder.add(e));
     builder.finish(compression).unwrap()
 }
@@ -49,10 +49,10 @@ fn check_agrees(bytes: &[u8], user: u64, what: &str) {
 }
 
 /// `arb_entries` with, optionally, every value resized to one width (so transposable).
-fn arb_block() -> impl Strategy<Value = (Vec<Entry>, Option<usize>, bool, Option<bool>)> {
+fn arb_block() -> impl Strategy<Value = (Vec<Entry>, Option<usize>, bool, Option<TsMode>)> {
     let width =
         prop_oneof![Just(None), Just(Some(1)), Just(Some(3)), Just(Some(8)), Just(Some(13)), Just(Some(64))];
-    let dod = prop_oneof![Just(None), Just(Some(false)), Just(Some(true))];
+    let dod = prop::sample::select(MODES.to_vec());
     (arb_entries(), width, any::<bool>(), dod).prop_map(|(mut entries, width, transpose, dod)| {
         if let Some(width) = width {
             for (i, e) in entries.iter_mut().enumerate() {
@@ -72,7 +72,7 @@ proptest! {
     fn decode_user_equals_filtered_decode((entries, width, transpose, dod) in arb_block()) {
         for compression in [Compression::None, Compression::Zstd(1)] {
             let bytes = build(&entries, compression, transpose, dod);
-            let what = format!("{compression:?} width {width:?} transpose {transpose} dod {dod:?}");
+            let what = format!("{compression:?} width {width:?} transpose {transpose} ts {dod:?}");
             DecodedBlock::decode(&bytes).unwrap();
             for user in probe_users(&entries) {
                 check_agrees(&bytes, user, &what);
@@ -102,17 +102,24 @@ proptest! {
 #[test]
 fn every_flip_and_cut_of_a_small_block_is_handled() {
     let entries = small_block();
-    for compression in [Compression::None, Compression::Zstd(3)] {
-        let bytes = encode(&entries, compression);
+    let modes = [None, Some(TsMode::Rice)];
+    for (compression, mode) in
+        [Compression::None, Compression::Zstd(3)].into_iter().flat_map(|c| modes.map(|m| (c, m)))
+    {
+        let bytes = encode_as(&entries, compression, mode);
         for user in probe_users(&entries) {
             for cut in 0..bytes.len() {
-                check_agrees(&bytes[..cut], user, &format!("{compression:?} cut at {cut}"));
+                check_agrees(&bytes[..cut], user, &format!("{compression:?} {mode:?} cut at {cut}"));
             }
             for at in 0..bytes.len() {
                 for mask in [0x01, 0x80, 0xff] {
                     let mut damaged = bytes.clone();
                     damaged[at] ^= mask;
-                    check_agrees(&damaged, user, &format!("{compression:?} flip {mask:#04x} at {at}"));
+                    check_agrees(
+                        &damaged,
+                        user,
+                        &format!("{compression:?} {mode:?} flip {mask:#04x} at {at}"),
+                    );
                 }
             }
         }
