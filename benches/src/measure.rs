@@ -165,6 +165,31 @@ pub fn peak_rss_bytes() -> u64 {
         .map_or(0, |kb| kb * 1024)
 }
 
+/// The peak resident memory of each stretch of a run: [`PhasePeaks::end`] reads the peak
+/// since the previous call and resets the kernel's mark (`/proc/self/clear_refs`, "5"), so
+/// the next stretch starts from the memory resident then. Where the reset is refused, each
+/// figure is the peak since the process started (still an upper bound for its stretch).
+#[derive(Debug, Default)]
+pub struct PhasePeaks {
+    overall: u64,
+}
+
+impl PhasePeaks {
+    /// The peak since the last call (or the process's start), in bytes.
+    pub fn end(&mut self) -> u64 {
+        let peak = peak_rss_bytes();
+        self.overall = self.overall.max(peak);
+        // Best effort: without the reset the next figure is cumulative, never too low.
+        let _ = std::fs::write("/proc/self/clear_refs", "5");
+        peak
+    }
+
+    /// The peak over every stretch so far (and whatever ran since the last [`end`](Self::end)).
+    pub fn overall(&mut self) -> u64 {
+        self.overall.max(peak_rss_bytes())
+    }
+}
+
 /// Bytes of every file under `dir`, recursively (apparent sizes).
 pub fn dir_bytes(dir: &Path) -> Result<u64> {
     let mut total = 0;

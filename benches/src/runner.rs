@@ -29,7 +29,7 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 
-use crate::measure::{dir_bytes, peak_rss_bytes, CdfPoint, IoCounters, Latencies, LatencySummary};
+use crate::measure::{dir_bytes, CdfPoint, IoCounters, Latencies, LatencySummary, PhasePeaks};
 use crate::peers::{self, Budget, EngineKind, EventBatch, Row, Store};
 use crate::workload::{mix64, user_of_rank, Rng, Workload, WorkloadConfig, Zipf};
 use crate::{Error, Result};
@@ -77,7 +77,17 @@ pub const SCHEMA: &[(&str, &[&str])] = &[
             "reader_max_us",
         ],
     ),
-    ("memory", &["peak_rss_bytes", "budget_bytes"]),
+    (
+        "memory",
+        &[
+            "peak_rss_bytes",
+            "budget_bytes",
+            "ingest_peak_rss_bytes",
+            "settle_peak_rss_bytes",
+            "query_peak_rss_bytes",
+            "mixed_peak_rss_bytes",
+        ],
+    ),
 ];
 
 const INGEST_FIELDS: &[&str] =
@@ -277,6 +287,9 @@ pub fn run_engine(kind: EngineKind, dir: &Path, config: &RunConfig) -> Result<En
     let budget = config.budget();
     let mut results = Vec::new();
     let mut series = EngineSeries { engine: kind.name().to_string(), ..EngineSeries::default() };
+    // Where the peak memory falls: the process's figure alone does not say which phase made it.
+    let mut peaks = PhasePeaks::default();
+    peaks.end(); // the stretches start now, not at the process's start
 
     // 1. Durable ingest, in its own database, removed afterwards.
     if config.sync_events > 0 {
@@ -309,6 +322,7 @@ pub fn run_engine(kind: EngineKind, dir: &Path, config: &RunConfig) -> Result<En
     results.push(ingest_result(kind, "ingest", config, &timed, ingest_written));
     series.ingest = timed.series;
     let end_of_data = workload.clock_us();
+    let ingest_peak = peaks.end();
 
     // 3. Close and reopen.
     let start = Instant::now();
@@ -360,6 +374,7 @@ pub fn run_engine(kind: EngineKind, dir: &Path, config: &RunConfig) -> Result<En
             ("latest_during_p99_us", during.p99_us),
         ],
     ));
+    let settle_peak = peaks.end();
 
     // 5. Latest, after a warm-up: the figure is a server's steady state, not the first
     // touch of each block after a restart (or of the tables the settle wrote), for every
@@ -390,10 +405,13 @@ pub fn run_engine(kind: EngineKind, dir: &Path, config: &RunConfig) -> Result<En
         &query,
     )?;
     results.push(query_result(kind, "range", &range));
+    let query_peak = peaks.end();
 
     // 7. Mixed: the stream goes on where the ingest stopped.
+    let mut mixed_peak = 0;
     if config.mixed_secs > 0.0 {
         results.push(mixed(kind, &*store, &mut workload, &zipf, config)?);
+        mixed_peak = peaks.end();
     }
     store.close()?;
 
@@ -401,7 +419,14 @@ pub fn run_engine(kind: EngineKind, dir: &Path, config: &RunConfig) -> Result<En
     results.push(PhaseResult::new(
         kind,
         "memory",
-        &[("peak_rss_bytes", peak_rss_bytes() as f64), ("budget_bytes", budget.total_bytes() as f64)],
+        &[
+            ("peak_rss_bytes", peaks.overall() as f64),
+            ("budget_bytes", budget.total_bytes() as f64),
+            ("ingest_peak_rss_bytes", ingest_peak as f64),
+            ("settle_peak_rss_bytes", settle_peak as f64),
+            ("query_peak_rss_bytes", query_peak as f64),
+            ("mixed_peak_rss_bytes", mixed_peak as f64),
+        ],
     ));
 
     let settings = peers::settings(kind, budget).into_iter().map(|(k, v)| (k.to_string(), v)).collect();

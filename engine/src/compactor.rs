@@ -184,43 +184,61 @@ impl Compactor {
     }
 }
 
-/// Decodes into the block cache the output blocks whose users had a block cached among the
-/// inputs, before the outputs replace them. Without it, installing the merge of a partition
+/// Decodes into the block cache the output blocks whose keys a block cached among the inputs
+/// held, before the outputs replace them. Without it, installing the merge of a partition
 /// that readers are in takes their cached blocks away at once, and every read that follows
 /// decodes again (the newest partitions are what every "latest" query reads first). A block
 /// that fails to read is left out: the read that needs it reports the error.
+///
+/// Overlap is judged on `(user, ts)` key ranges, not on users alone: a hot user's cached
+/// block holds its newest events, and the merged output holds its whole history in many
+/// blocks, of which only those covering the same keys were wanted. (By users alone, the
+/// settle's last merge of the standard workload decoded about 235 MB in 2.6 s, the whole
+/// cache's worth, and the process's resident size rose by as much: the blocks it evicted
+/// were freed into the readers' arenas.) The prefill also stops once it has decoded as
+/// many bytes as the inputs had cached: it replaces what the inputs held, no more.
 fn prefill_cache(inputs: &[Arc<TableFile>], outputs: &[Arc<TableFile>]) {
-    let mut hot: Vec<(u64, u64)> = Vec::new();
+    let mut hot: Vec<((u64, i64), (u64, i64))> = Vec::new();
+    let mut cached_bytes = 0usize;
     for input in inputs {
         let table = &input.table;
-        for i in (0..table.block_count()).filter(|&i| table.block_cached(i)) {
-            let handle = table.block_handle(i);
-            hot.push((handle.first.0, handle.last.0));
+        for i in 0..table.block_count() {
+            if let Some(bytes) = table.cached_block_bytes(i) {
+                let handle = table.block_handle(i);
+                hot.push((handle.first, handle.last));
+                cached_bytes += bytes;
+            }
         }
     }
     if hot.is_empty() {
         return;
     }
     hot.sort_unstable();
-    // Merged into disjoint user ranges, so that one binary search answers for a block.
-    let mut ranges: Vec<(u64, u64)> = Vec::with_capacity(hot.len());
+    // Merged into disjoint key ranges, so that one binary search answers for a block.
+    let mut ranges: Vec<((u64, i64), (u64, i64))> = Vec::with_capacity(hot.len());
     for (first, last) in hot {
         match ranges.last_mut() {
             Some(range) if first <= range.1 => range.1 = range.1.max(last),
             _ => ranges.push((first, last)),
         }
     }
-    let is_hot = |first: u64, last: u64| {
+    let is_hot = |first: (u64, i64), last: (u64, i64)| {
         // The last range starting at or before `last` is the only one that can overlap.
         let at = ranges.partition_point(|r| r.0 <= last);
         at > 0 && ranges[at - 1].1 >= first
     };
+    let mut filled = 0usize;
     for output in outputs {
         let table = &output.table;
         for i in 0..table.block_count() {
+            if filled >= cached_bytes {
+                return;
+            }
             let handle = table.block_handle(i);
-            if is_hot(handle.first.0, handle.last.0) {
-                let _ = table.block(i);
+            if is_hot(handle.first, handle.last) {
+                if let Ok(block) = table.block(i) {
+                    filled += block.mem_size();
+                }
             }
         }
     }
@@ -460,7 +478,15 @@ impl Inner {
                 self.drop_partitions(partitions, tables).map_err(|err| self.fail(err))
             }
             Plan::Move { table, partition, watermark } => self.move_table(*table, *partition, *watermark),
-            Plan::Merge(merge) => self.run_merge(merge),
+            Plan::Merge(merge) => {
+                let result = self.run_merge(merge);
+                // A merge decodes every block of its inputs and builds its outputs in this
+                // thread's arena; what it freed stays resident until handed back.
+                if self.options.release_memory_after_flush {
+                    crate::memory::release_free_memory();
+                }
+                result
+            }
             Plan::Group { start, end } => self.make_group(*start, *end),
         }
     }

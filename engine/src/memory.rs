@@ -1,21 +1,22 @@
 //! Handing memory the engine has freed back to the operating system.
 //!
-//! The engine frees memory in bulk at one known point: a flush drops a whole memtable (64
-//! MiB by default: the batch buffers, the per-user slot vectors, the shard maps). glibc's
-//! malloc keeps freed memory in the arena it came from, and it hands pages back to the
-//! kernel only from the top of a heap. The writer, flush, compaction and reader threads each
-//! allocate from their own arena, so memory a flush frees in the writer's arena stays
-//! resident while the reader's arena grows for the block cache, and the process's resident
-//! size becomes the sum of every arena's peak rather than the peak of what is live.
-//! Measured on the quick preset's mixed phase (`strata-bench run --preset quick --engines
-//! strata`): peak RSS 808 and 831 MiB without, 632 and 635 MiB with a trim after each flush
-//! (docs/PERFORMANCE.md, "Returning freed memory to the kernel").
+//! The engine frees memory in bulk at two known points: a flush drops a whole memtable (64 MiB
+//! by default: the batch buffers, the per-user slot vectors, the shard maps), and a compaction
+//! merge has decoded every block of its inputs and, through the cache prefill, evicted blocks
+//! that other threads allocated. glibc's malloc keeps freed memory in the arena it came from,
+//! and it hands pages back to the kernel only from the top of a heap. The writer, flush,
+//! compaction and reader threads each allocate from their own arena, so memory a flush frees in
+//! the writer's arena stays resident while the reader's arena grows for the block cache, and
+//! the process's resident size becomes the sum of every arena's peak rather than the peak of
+//! what is live. Measured on the quick preset's mixed phase (`strata-bench run --preset quick
+//! --engines strata`): peak RSS 808 and 831 MiB without, 632 and 635 MiB with a trim after each
+//! flush (docs/PERFORMANCE.md, "Returning freed memory to the kernel").
 //!
 //! [`release_free_memory`] asks glibc to return every whole free page of every arena
-//! (`malloc_trim(0)`, which `madvise`s them away). It walks the arenas under their locks, so
-//! it runs on the flush thread, after the flush, never on a reader's or writer's path; it
-//! took 5 to 100 ms per call in that measurement (a writer or reader that allocates from an
-//! arena while the trim holds its lock waits that long at most).
+//! (`malloc_trim(0)`, which `madvise`s them away). It walks the arenas under their locks, so it
+//! runs on the flush thread after a flush and on the compaction thread after a merge, never on
+//! a reader's or writer's path; it took 5 to 100 ms per call in that measurement (a writer or
+//! reader that allocates from an arena while the trim holds its lock waits that long at most).
 //! `Options::release_memory_after_flush` turns it off. With another allocator or C library
 //! there is nothing to ask, and the call does nothing.
 

@@ -101,13 +101,14 @@ pub struct Options {
     /// user's newest events does not bring back events the cap has passed over (they may
     /// already be gone); until compaction purges them, reads may still return them.
     pub max_events_per_user: Option<u64>,
-    /// After each flush, ask the allocator to hand the memory the flushed memtable took
-    /// back to the kernel (default true; with glibc, `malloc_trim`; elsewhere a no-op).
-    /// Without it glibc keeps freed memory in the arena of the thread that allocated it,
-    /// and the process's resident size grows to the sum of every thread's peak: 808 MiB
-    /// against 632 MiB on the quick preset's mixed phase (docs/PERFORMANCE.md). The trim
-    /// runs on the flush thread and takes milliseconds; turn it off where the application
-    /// manages its allocator itself.
+    /// After each flush and each compaction merge, ask the allocator to hand the memory
+    /// they freed back to the kernel (default true; with glibc, `malloc_trim`; elsewhere a
+    /// no-op). Without it glibc keeps freed memory in the arena of the thread that
+    /// allocated it, and the process's resident size grows to the sum of every thread's
+    /// peak: 808 MiB against 632 MiB on the quick preset's mixed phase (docs/PERFORMANCE.md).
+    /// The trim runs on the flush or compaction thread and takes milliseconds; turn it off
+    /// where the application manages its allocator itself. (The name predates the trim
+    /// after merges.)
     pub release_memory_after_flush: bool,
 }
 

@@ -349,6 +349,37 @@ fn a_merge_leaves_the_blocks_readers_were_using_in_the_cache() {
     db.close().unwrap();
 }
 
+/// The prefill judges overlap by `(user, ts)` keys: a user whose newest events were cached
+/// gets the output block holding them cached, not its whole history (which, for a hot user
+/// of the standard workload, made a merge decode the cache's worth of blocks at once).
+#[test]
+fn a_merge_prefills_the_keys_readers_had_cached_not_their_users_whole_history() {
+    let sim = SimFs::new();
+    let mut opts = Options { compaction_threads: 0, ..options() };
+    opts.table.block_bytes = 1 << 10;
+    let db = Db::open_with_fs(Arc::new(sim), "/db", opts).unwrap();
+    for round in 0..3i64 {
+        for i in 0..300i64 {
+            let noise = (i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15).to_le_bytes();
+            db.put(1, round * 300 + i, &noise.repeat(8)).unwrap();
+        }
+        db.flush().unwrap();
+    }
+    // Twice: a block's first miss decodes the user's entries without caching the block.
+    for _ in 0..2 {
+        assert_eq!(db.latest(1, 5).unwrap().len(), 5);
+    }
+    db.compact().unwrap();
+    assert_eq!(tables(&db.stats(), 0), (1, 0));
+    let misses = db.stats().block_cache.misses;
+    assert_eq!(db.latest(1, 5).unwrap().len(), 5);
+    assert_eq!(db.stats().block_cache.misses, misses, "the block of the newest events was prefilled");
+    let oldest: Vec<Event> = db.range(1, 0..20).unwrap().map(Result::unwrap).collect();
+    assert_eq!(oldest.len(), 20);
+    assert!(db.stats().block_cache.misses > misses, "the user's oldest blocks were prefilled too");
+    db.close().unwrap();
+}
+
 /// `compact` groups the partitions of an aligned window into one (compaction's rule 4):
 /// afterwards the flush routes the window's events to the group, in time order to a
 /// sequence table and late ones to an unsequence table, and the group survives a reopen.

@@ -279,6 +279,13 @@ impl Table {
         self.inner.cache.peek(key).is_some()
     }
 
+    /// The bytes block `i` is charged in the block cache, if it is there now (the cache's
+    /// order and counters are left alone).
+    pub fn cached_block_bytes(&self, i: usize) -> Option<usize> {
+        let key = CacheKey { table: self.inner.id, offset: self.block_handle(i).offset };
+        self.inner.cache.peek(key).map(|block| block.mem_size())
+    }
+
     /// The decoded block `i`: the cached one if there is one, else read and decoded without
     /// caching it. For whole-table scans (compaction), which would otherwise push the
     /// blocks readers use out of the cache and leave it full of blocks nobody asks for.

@@ -447,6 +447,10 @@ const ROWS: &[Row] = &[
     row("mixed: reader p99.9 us", "mixed", "reader_p999_us", 1.0, 1, Better::Lower),
     row("mixed: reader max us", "mixed", "reader_max_us", 1.0, 1, Better::Lower),
     row("peak RSS: MiB", "memory", "peak_rss_bytes", 1.0 / 1048576.0, 0, Better::Lower),
+    row("  of it in ingest: MiB", "memory", "ingest_peak_rss_bytes", 1.0 / 1048576.0, 0, Better::Lower),
+    row("  in reopen + settle: MiB", "memory", "settle_peak_rss_bytes", 1.0 / 1048576.0, 0, Better::Lower),
+    row("  in latest + range: MiB", "memory", "query_peak_rss_bytes", 1.0 / 1048576.0, 0, Better::Lower),
+    row("  in mixed: MiB", "memory", "mixed_peak_rss_bytes", 1.0 / 1048576.0, 0, Better::Lower),
 ];
 
 fn figure(results: &[PhaseResult], engine: &str, phase: &str, field: &str) -> Option<f64> {

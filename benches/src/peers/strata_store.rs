@@ -108,7 +108,7 @@ pub(super) fn settings(budget: Budget) -> Vec<(&'static str, String)> {
         (
             "allocator",
             if options.release_memory_after_flush {
-                "the process's (glibc malloc); malloc_trim(0) after each flush".into()
+                "the process's (glibc malloc); malloc_trim(0) after each flush and merge".into()
             } else {
                 "the process's (glibc malloc)".into()
             },
