@@ -20,6 +20,16 @@
 //! - a run's `min_ts`/`max_ts` cover its entries and its range-delete spans, and a run exists
 //!   only once something was inserted for its user.
 //!
+//! Memory accounting ([`Memtable::approximate_bytes`], which `Options::memtable_bytes` is
+//! checked against) charges heap that is really allocated, not lengths: each batch buffer by
+//! its length (an exact-size copy), and every growable container (a run's `entries` and
+//! `range_deletes`, each shard's map, the arena's `chunks`) by the growth of its capacity,
+//! measured under the lock already held for the insert. Vectors and maps grow by doubling, so
+//! charging lengths left their slack out (a third of the slot vectors' heap in the standard
+//! workload), and the budget did not bound real memory. Nothing is freed before the memtable
+//! is dropped, so the charge only grows: a replaced slot frees nothing (its vector keeps its
+//! capacity, the arena its buffer).
+//!
 //! Why per-user sorted vectors and not a skiplist: the workload is time-ordered appends, so
 //! the common insert (the newest event of its user) is an O(1) `push` under one shard lock;
 //! late events cost a binary search and a `Vec::insert` in one user's run, which is short.
@@ -27,7 +37,6 @@
 //! vector, found with a binary search and walked without pointer chasing.
 
 use std::cmp::Reverse;
-use std::collections::hash_map::Entry as MapEntry;
 use std::collections::HashMap;
 use std::fmt;
 use std::hash::{BuildHasher, Hasher};
@@ -41,15 +50,37 @@ use strata_sstable::{Entry, Kind};
 const SHARDS: usize = 64;
 /// `log2(SHARDS)`.
 const SHARD_BITS: u32 = 6;
-/// Bytes charged for a user's first entry: its map slot and its [`UserRun`].
-const USER_OVERHEAD: usize = 64 + std::mem::size_of::<UserRun>();
-/// Bytes charged per entry, on top of its payload.
+/// Heap of one bucket of a shard map: the `(user, run)` pair and its control byte.
+const BUCKET_BYTES: usize = std::mem::size_of::<(u64, UserRun)>() + 1;
+/// Control bytes a map allocates besides one per bucket (hashbrown's `Group::WIDTH` with
+/// SSE2; 8 elsewhere, which this slightly overcounts).
+const MAP_TAIL_BYTES: usize = 16;
+/// Heap of one range delete's place in a run's `range_deletes` (charged per unit of capacity).
 const ENTRY_OVERHEAD: usize = std::mem::size_of::<Entry>();
-/// Bytes charged per put or point delete, besides its batch buffer.
+/// Heap of one put or point delete's place in a run's `entries` (charged per unit of
+/// capacity), besides its payload in the batch buffer.
 const SLOT_BYTES: usize = std::mem::size_of::<Slot>();
+/// Heap of one batch's place in the arena's `chunks` (charged per unit of capacity).
+const CHUNK_BYTES: usize = std::mem::size_of::<Bytes>();
 /// Seed of the hash map's mix, so it is independent of the shard mix: otherwise every user
 /// of a shard would share the hash bits the map uses for its tags.
 const MAP_SEED: u64 = 0x9e37_79b9_7f4a_7c15;
+
+/// Heap allocated by a shard map of `capacity` (its `HashMap::capacity`).
+///
+/// Derived from std's hashbrown: a table has a power-of-two number of buckets and holds 7/8
+/// of them (one less than the bucket count up to 8 buckets), so the capacity gives the
+/// bucket count back; it allocates one `(key, value)` and one control byte per bucket plus
+/// [`MAP_TAIL_BYTES`]. Should std change its layout, this stays an approximation within a
+/// factor of its load factor, which is enough for a memory budget.
+fn map_heap(capacity: usize) -> usize {
+    let buckets = match capacity {
+        0 => return 0,
+        1..=7 => capacity + 1,
+        _ => capacity / 7 * 8,
+    };
+    buckets * BUCKET_BYTES + MAP_TAIL_BYTES
+}
 
 /// A full-avalanche multiply-xorshift mix of a u64 (the splitmix64 finalizer).
 fn mix64(x: u64) -> u64 {
@@ -156,31 +187,19 @@ impl UserRun {
         self.max_ts = self.max_ts.max(hi);
     }
 
-    /// Inserts a put or point delete at its place; returns the payload length of the entry it
-    /// replaced if one had the same `(ts, seqno)`.
-    fn insert(&mut self, slot: Slot) -> Option<usize> {
+    /// Inserts a put or point delete at its place, replacing an entry with the same
+    /// `(ts, seqno)` (a replayed write).
+    fn insert(&mut self, slot: Slot) {
         self.cover(slot.ts, slot.ts);
         let key = run_key(&slot);
         // Fast path: the newest event of its user goes at the end.
         let pos = match self.entries.last() {
-            None => {
-                self.entries.push(slot);
-                return None;
-            }
-            Some(last) if run_key(last) < key => {
-                self.entries.push(slot);
-                return None;
-            }
-            Some(_) => self.entries.partition_point(|e| run_key(e) < key),
+            Some(last) if run_key(last) >= key => self.entries.partition_point(|e| run_key(e) < key),
+            _ => return self.entries.push(slot),
         };
         match self.entries.get_mut(pos) {
-            Some(found) if run_key(found) == key => {
-                Some(usize::try_from(std::mem::replace(found, slot).len).unwrap_or(0))
-            }
-            _ => {
-                self.entries.insert(pos, slot);
-                None
-            }
+            Some(found) if run_key(found) == key => *found = slot,
+            _ => self.entries.insert(pos, slot),
         }
     }
 }
@@ -266,11 +285,14 @@ impl Memtable {
         self.ops.fetch_add(1, Ordering::Release);
     }
 
-    /// Registers a batch buffer in the arena and returns its chunk index.
-    fn add_chunk(&self, buffer: Bytes) -> u32 {
+    /// Registers a batch buffer in the arena; returns its chunk index and the bytes the
+    /// arena's vector grew by.
+    fn add_chunk(&self, buffer: Bytes) -> (u32, usize) {
         let mut chunks = self.chunks.write();
+        let capacity = chunks.capacity();
         chunks.push(buffer);
-        u32::try_from(chunks.len() - 1).unwrap_or(u32::MAX)
+        let grown = (chunks.capacity() - capacity) * CHUNK_BYTES;
+        (u32::try_from(chunks.len() - 1).unwrap_or(u32::MAX), grown)
     }
 
     /// Inserts a Put (payload) or a Delete (payload ignored) at (user, ts) with `seqno`.
@@ -297,7 +319,7 @@ impl Memtable {
         if points.is_empty() {
             return;
         }
-        let chunk = self.add_chunk(buffer.clone());
+        let (chunk, arena_growth) = self.add_chunk(buffer.clone());
         let (mut min_seqno, mut max_seqno) = (u64::MAX, 0);
         let (mut min_ts, mut max_ts) = (i64::MAX, i64::MIN);
         let mut starts = [0u32; SHARDS + 1];
@@ -325,34 +347,29 @@ impl Memtable {
             order[*at as usize] = u32::try_from(i).unwrap_or(u32::MAX);
             *at += 1;
         }
-        let mut added = buffer.len();
-        let mut removed = 0usize;
+        // Heap only: the batch buffer is an exact-size copy, containers count by capacity.
+        let mut added = buffer.len() + arena_growth;
         for shard_index in 0..SHARDS {
             let group = &order[starts[shard_index] as usize..starts[shard_index + 1] as usize];
             if group.is_empty() {
                 continue;
             }
             let mut shard = self.shards[shard_index].0.write();
+            let map_before = map_heap(shard.capacity());
             for &i in group {
                 let p = &points[i as usize];
-                added += SLOT_BYTES;
-                let run = match shard.entry(p.user) {
-                    MapEntry::Occupied(slot) => slot.into_mut(),
-                    MapEntry::Vacant(slot) => {
-                        added += USER_OVERHEAD;
-                        slot.insert(UserRun::new())
-                    }
-                };
+                let run = shard.entry(p.user).or_insert_with(UserRun::new);
                 let slot =
                     Slot { ts: p.ts, seqno: p.seqno, chunk, offset: p.offset, len: p.len, kind: p.kind };
-                // A replaced slot frees its slot, not its payload: the arena keeps buffers.
-                if run.insert(slot).is_some() {
-                    removed += SLOT_BYTES;
-                }
+                // A replaced slot frees nothing: the vector keeps its capacity, the arena
+                // its buffer.
+                let capacity = run.entries.capacity();
+                run.insert(slot);
+                added += (run.entries.capacity() - capacity) * SLOT_BYTES;
             }
+            added += map_heap(shard.capacity()).saturating_sub(map_before);
         }
         self.bytes.fetch_add(added, Ordering::Relaxed);
-        self.bytes.fetch_sub(removed.min(added), Ordering::Relaxed);
         self.max_seqno.fetch_max(max_seqno, Ordering::Relaxed);
         self.min_seqno.fetch_min(min_seqno, Ordering::Relaxed);
         self.min_ts.fetch_min(min_ts, Ordering::Relaxed);
@@ -364,24 +381,23 @@ impl Memtable {
     /// Stored as `Entry::range_delete(user, first, last, seqno)`.
     pub fn insert_range_delete(&self, user: u64, first: i64, last: i64, seqno: u64) {
         let (lo, hi) = (first.min(last), first.max(last));
-        let mut bytes = ENTRY_OVERHEAD;
-        {
+        let bytes = {
             let mut shard = self.shard(user).write();
-            let run = match shard.entry(user) {
-                MapEntry::Occupied(slot) => slot.into_mut(),
-                MapEntry::Vacant(slot) => {
-                    bytes += USER_OVERHEAD;
-                    slot.insert(UserRun::new())
-                }
-            };
+            let map_before = map_heap(shard.capacity());
+            let run = shard.entry(user).or_insert_with(UserRun::new);
+            let capacity = run.range_deletes.capacity();
             run.cover(lo, hi);
             run.range_deletes.push(Entry::range_delete(user, first, last, seqno));
-        }
+            let grown = (run.range_deletes.capacity() - capacity) * ENTRY_OVERHEAD;
+            grown + map_heap(shard.capacity()).saturating_sub(map_before)
+        };
         self.account(bytes, seqno, lo, hi);
     }
 
-    /// Approximate memory held, in bytes: entry structs and payloads, range deletes and a
-    /// fixed overhead per user.
+    /// Heap held, in bytes: batch buffers by length, and the capacity of the runs' vectors,
+    /// the shard maps and the arena (see the module documentation). Approximate only in
+    /// what it leaves out: the allocator's own rounding and headers, and the few words of a
+    /// batch buffer's shared handle.
     pub fn approximate_bytes(&self) -> usize {
         self.bytes.load(Ordering::Relaxed)
     }
@@ -700,15 +716,74 @@ mod tests {
         assert_eq!(keys(&out), vec![(10, 3), (10, 5), (10, 7)]); // oldest version first
     }
 
+    /// The capacity std's `Vec` has after `n` pushes from empty: what a run's vectors or the
+    /// arena have after `n` inserts, computed rather than assumed from std's growth policy.
+    fn capacity_after<T: Clone>(item: T, n: usize) -> usize {
+        let mut v = Vec::new();
+        (0..n).for_each(|_| v.push(item.clone()));
+        v.capacity()
+    }
+
+    /// The capacity of a shard map after `n` users were inserted one by one.
+    fn map_capacity(n: u64) -> usize {
+        let mut map: HashMap<u64, UserRun, FastHash> = HashMap::default();
+        (0..n).for_each(|user| {
+            map.entry(user).or_insert_with(UserRun::new);
+        });
+        map.capacity()
+    }
+
+    const SLOT: Slot = Slot { ts: 0, seqno: 0, chunk: 0, offset: 0, len: 0, kind: Kind::Put };
+
+    /// Heap charged for `slots` slots of one user alone in its shard, inserted by `batches`
+    /// batches, besides their buffers.
+    fn one_user_heap(slots: usize, batches: usize) -> usize {
+        capacity_after(SLOT, slots) * SLOT_BYTES
+            + map_heap(map_capacity(1))
+            + capacity_after(Bytes::new(), batches) * CHUNK_BYTES
+    }
+
+    #[test]
+    fn map_heap_inverts_hashbrowns_capacity() {
+        // Every capacity std's map takes while growing must map back to a power-of-two bucket
+        // count that holds it at hashbrown's load factor, or `map_heap` would misreport.
+        for n in 1..2000 {
+            let capacity = map_capacity(n);
+            let buckets = (map_heap(capacity) - MAP_TAIL_BYTES) / BUCKET_BYTES;
+            assert!(buckets.is_power_of_two(), "{n} users: capacity {capacity} -> {buckets} buckets");
+            let holds = if buckets <= 8 { buckets - 1 } else { buckets / 8 * 7 };
+            assert_eq!(holds, capacity, "{n} users");
+        }
+        assert_eq!(map_heap(0), 0);
+    }
+
+    #[test]
+    fn accounting_charges_capacity_not_length() {
+        let m = Memtable::new();
+        let point =
+            |ts: i64, offset: u32| Point { user: 5, ts, seqno: ts as u64, kind: Kind::Put, offset, len: 2 };
+        m.insert_batch(Bytes::from_static(b"ab"), &[point(1, 0)]);
+        assert_eq!(m.approximate_bytes(), 2 + one_user_heap(1, 1));
+        // Three more slots in one batch: the vector grows (or not) by its capacity, once.
+        m.insert_batch(Bytes::from_static(b"cdefgh"), &[point(2, 0), point(3, 2), point(4, 4)]);
+        assert_eq!(m.approximate_bytes(), 8 + one_user_heap(4, 2));
+        m.insert_batch(Bytes::from_static(b"ij"), &[point(5, 0)]);
+        assert_eq!(m.approximate_bytes(), 10 + one_user_heap(5, 3));
+        // Std's growth today (a first allocation of 4, then doubling) charges 8 slots for 5.
+        assert!(capacity_after(SLOT, 5) > 5);
+        assert!(m.approximate_bytes() > 10 + 5 * SLOT_BYTES + BUCKET_BYTES + 3 * CHUNK_BYTES);
+    }
+
     #[test]
     fn repeated_key_replaces_and_accounting_follows() {
         let m = Memtable::new();
         m.insert(1, 10, 4, Kind::Put, Bytes::from_static(b"abcd"));
-        let one = USER_OVERHEAD + SLOT_BYTES + 4;
+        let one = 4 + one_user_heap(1, 1);
         assert_eq!(m.approximate_bytes(), one);
-        // The slot is replaced; the arena keeps the old buffer, so only the new one is added.
+        // The slot is replaced, which frees nothing: the vector keeps its capacity and the
+        // arena the old buffer, so only the new buffer (and any arena growth) is added.
         m.insert(1, 10, 4, Kind::Put, Bytes::from_static(b"xy"));
-        assert_eq!(m.approximate_bytes(), one + 2);
+        assert_eq!(m.approximate_bytes(), 4 + 2 + one_user_heap(1, 2));
         assert_eq!(m.with_user(1, |e, _| e.to_vec()), Some(vec![Entry::put(1, 10, 4, &b"xy"[..])]));
     }
 
@@ -731,8 +806,14 @@ mod tests {
         assert_eq!(m.scan(3, None, i64::MIN, i64::MAX, 10, &mut out), 1);
         assert_eq!(m.scan(9, None, i64::MIN, i64::MAX, 10, &mut out), 0);
         assert_eq!(m.with_user(9, |e, r| (e.len(), r.len())), Some((0, 1)));
-        let expected = 2 * USER_OVERHEAD + 3 * ENTRY_OVERHEAD + SLOT_BYTES + "3/50/1".len();
-        assert_eq!(m.approximate_bytes(), expected);
+        let maps = if m.shard_index(3) == m.shard_index(9) {
+            map_heap(map_capacity(2))
+        } else {
+            2 * map_heap(map_capacity(1))
+        };
+        let rd = |n| capacity_after(Entry::range_delete(0, 0, 0, 0), n) * ENTRY_OVERHEAD;
+        let slots = capacity_after(SLOT, 1) * SLOT_BYTES + capacity_after(Bytes::new(), 1) * CHUNK_BYTES;
+        assert_eq!(m.approximate_bytes(), "3/50/1".len() + slots + rd(2) + rd(1) + maps);
     }
 
     #[test]
@@ -848,7 +929,8 @@ mod tests {
                 let b = bounds.entry(user).or_insert((lo, hi));
                 *b = (b.0.min(lo), b.1.max(hi));
             };
-            let mut bytes = 0;
+            // A length model: what the heap would be if every container were exact-fit.
+            let (mut payloads, mut bytes) = (0, 0);
             for (op, seqno) in &ops {
                 let seqno = *seqno;
                 match op {
@@ -857,14 +939,15 @@ mod tests {
                         let e = Entry::put(*user, *ts, seqno, payload.clone());
                         model.insert(e.key(), e);
                         widen(*user, *ts, *ts);
-                        bytes += SLOT_BYTES + payload.len();
+                        bytes += SLOT_BYTES + CHUNK_BYTES;
+                        payloads += payload.len();
                     }
                     Op::Delete(user, ts) => {
                         m.insert(*user, *ts, seqno, Kind::Delete, Bytes::from_static(b"x"));
                         let e = Entry::delete(*user, *ts, seqno);
                         model.insert(e.key(), e);
                         widen(*user, *ts, *ts);
-                        bytes += SLOT_BYTES;
+                        bytes += SLOT_BYTES + CHUNK_BYTES;
                     }
                     Op::RangeDelete(user, first, last) => {
                         m.insert_range_delete(*user, *first, *last, seqno);
@@ -874,14 +957,20 @@ mod tests {
                     }
                 }
             }
-            bytes += bounds.len() * USER_OVERHEAD;
+            bytes += bounds.len() * BUCKET_BYTES;
 
             let n = u64::try_from(ops.len()).unwrap();
             prop_assert_eq!(m.ops(), n);
             prop_assert_eq!(m.is_empty(), n == 0);
             prop_assert_eq!(m.max_seqno(), n);
             prop_assert_eq!(m.min_seqno(), if n == 0 { u64::MAX } else { 1 });
-            prop_assert_eq!(m.approximate_bytes(), bytes);
+            // Capacity is at least length; growth at most doubles it, beyond first
+            // allocations (a few places per vector, a few buckets and the tail per map).
+            let charged = m.approximate_bytes();
+            prop_assert!(charged >= payloads + bytes, "{charged} < {payloads} + {bytes}");
+            let first = bounds.len() * (4 * (SLOT_BYTES + ENTRY_OVERHEAD + BUCKET_BYTES) + MAP_TAIL_BYTES);
+            let most = payloads + 2 * bytes + first + 4 * CHUNK_BYTES;
+            prop_assert!(charged <= most, "{charged} > {most}");
             let all = bounds.values().copied().reduce(|a, b| (a.0.min(b.0), a.1.max(b.1)));
             prop_assert_eq!(m.ts_bounds(), all);
             prop_assert_eq!(m.users(), bounds.keys().copied().collect::<Vec<_>>());

@@ -12,8 +12,10 @@ use strata::{Db, Event, Options, Stats};
 
 const WIDTH: u64 = 1_000;
 
+/// Small memtables, so that the tests flush often; still large enough for a round of 250 puts
+/// over 50 users, whose map buckets and slot vectors alone take about 20 KiB of heap.
 fn options() -> Options {
-    Options { partition_width: WIDTH, memtable_bytes: 16 << 10, ..Options::default() }
+    Options { partition_width: WIDTH, memtable_bytes: 32 << 10, ..Options::default() }
 }
 
 /// Waits up to 20 s for `done` (background threads act on their own schedule).
