@@ -31,7 +31,7 @@ use strata::{Db, Event, Options, WriteBatch, WriteOptions};
 use strata_bench::import::{
     check_latest, check_range, CsvLayout, Format, LogReader, LogSummary, Model, TsUnit,
 };
-use strata_bench::measure::{dir_bytes, peak_rss_bytes, IoCounters, Latencies};
+use strata_bench::measure::{dir_bytes, IoCounters, Latencies, PhasePeaks};
 use strata_bench::runner::{while_running, PhaseResult, DURING_SEED_SALT, SCHEMA, SCHEMA_VERSION};
 use strata_bench::workload::{mix64, Rng, WorkloadConfig};
 use strata_bench::{Error, Result};
@@ -217,6 +217,8 @@ pub fn run(args: &ImportArgs) -> Result<()> {
     let path = work.path().join("db");
     let mut results = Vec::new();
     let mut model = args.verify.then(Model::new);
+    let mut peaks = PhasePeaks::default();
+    peaks.end(); // the stretches start now, not at the process's start
 
     // 1. Ingest.
     let io_start = IoCounters::now();
@@ -224,6 +226,7 @@ pub fn run(args: &ImportArgs) -> Result<()> {
     let reader = LogReader::open(&args.file, format.clone())?;
     let (summary, ingest) = ingest(&db, reader, args.batch, model.as_mut())?;
     let ingest_written = IoCounters::now().since(io_start).write_bytes;
+    let ingest_peak = peaks.end();
     if summary.rows == 0 {
         return Err(Error::Usage(format!("{} holds no rows", args.file.display())));
     }
@@ -284,6 +287,8 @@ pub fn run(args: &ImportArgs) -> Result<()> {
         ],
     ));
 
+    let settle_peak = peaks.end();
+
     // 4. Latest, after a warm-up: the figure is a server's steady state, not the first
     // touch of each block after a restart or a settle (as in `run`).
     queries.latest(mix64(args.seed ^ WARMUP_SEED_SALT), args.warmup_queries, latest_n, false)?;
@@ -301,6 +306,7 @@ pub fn run(args: &ImportArgs) -> Result<()> {
     let t0 = t1.saturating_sub(width);
     let range = queries.range(mix64(args.seed ^ RANGE_SEED_SALT), args.range_queries, t0, t1)?;
     results.push(range.result("range"));
+    let query_peak = peaks.end();
     let checked = queries.checked;
     db.close()?;
     drop(db);
@@ -308,7 +314,15 @@ pub fn run(args: &ImportArgs) -> Result<()> {
     // 6. Memory.
     results.push(phase(
         "memory",
-        &[("peak_rss_bytes", peak_rss_bytes() as f64), ("budget_bytes", budget_bytes as f64)],
+        &[
+            ("peak_rss_bytes", peaks.overall() as f64),
+            ("budget_bytes", budget_bytes as f64),
+            ("ingest_peak_rss_bytes", ingest_peak as f64),
+            ("settle_peak_rss_bytes", settle_peak as f64),
+            ("query_peak_rss_bytes", query_peak as f64),
+            // `import` has no mixed phase.
+            ("mixed_peak_rss_bytes", 0.0),
+        ],
     ));
 
     print_report(args, &format, &summary, &results);
