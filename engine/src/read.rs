@@ -21,7 +21,7 @@
 //! whose span contains `ts` (a table's span includes its range deletes), so it has been
 //! loaded before any event at `ts` is resolved.
 
-use std::collections::BinaryHeap;
+use std::collections::{BinaryHeap, VecDeque};
 use std::ops::RangeBounds;
 use std::sync::Arc;
 
@@ -53,7 +53,7 @@ impl ReadView {
         if ts < self.cap_floor(user)? {
             return Ok(None);
         }
-        Merge::new(self.clone(), user, ts, ts, Direction::Forward).next_event().transpose()
+        Merge::new(self.clone(), user, ts, ts, Direction::Forward).step()
     }
 
     /// The newest `n` visible events of `user`, newest first.
@@ -78,7 +78,7 @@ impl ReadView {
             }
             None => None,
         };
-        Ok(RangeIter { merge })
+        Ok(RangeIter { merge, ready: VecDeque::new(), failed: None })
     }
 
     /// Under the per-user cap, the ts of the user's oldest visible event (its newest
@@ -97,19 +97,52 @@ impl ReadView {
 
 /// The events of one user in a time range, ascending. Returned by `Db::range` and
 /// `Snapshot::range`; it pins the tables it reads until dropped. After an error it ends.
+///
+/// It resolves [`RANGE_CHUNK`] events at a time ([`Merge::fill`]), so that while one
+/// source alone is in reach its entries go straight from its cursor, without the merge heap
+/// (the fast lane "latest" takes): a hot user's hour is thousands of events of one table.
+/// Memory stays bounded by the chunk: the range is still streamed.
 pub struct RangeIter {
     merge: Option<Merge>,
+    /// Events resolved and not yet returned, ascending.
+    ready: VecDeque<Event>,
+    /// The error that ended the merge, returned after the events resolved before it.
+    failed: Option<Error>,
 }
+
+/// Events a [`RangeIter`] resolves at a time.
+const RANGE_CHUNK: usize = 128;
 
 impl Iterator for RangeIter {
     type Item = Result<Event>;
 
     fn next(&mut self) -> Option<Result<Event>> {
-        let item = self.merge.as_mut()?.next_event();
-        if !matches!(item, Some(Ok(_))) {
-            self.merge = None;
+        if self.ready.is_empty() {
+            self.refill();
         }
-        item
+        match self.ready.pop_front() {
+            Some(event) => Some(Ok(event)),
+            None => self.failed.take().map(Err),
+        }
+    }
+}
+
+impl RangeIter {
+    /// Resolves the next chunk into `ready`; ends the merge once it runs dry or fails.
+    fn refill(&mut self) {
+        let Some(merge) = self.merge.as_mut() else { return };
+        let mut out = Vec::from(std::mem::take(&mut self.ready));
+        out.clear();
+        match merge.fill(RANGE_CHUNK, &mut out) {
+            // Fewer than asked: every source is exhausted.
+            Ok(()) if out.len() == RANGE_CHUNK => {}
+            Ok(()) => self.merge = None,
+            Err(err) => {
+                self.merge = None;
+                self.failed = Some(err);
+            }
+        }
+        self.ready = VecDeque::from(out);
     }
 }
 
@@ -403,10 +436,6 @@ impl Merge {
         Ok(entry)
     }
 
-    fn next_event(&mut self) -> Option<Result<Event>> {
-        self.step().transpose()
-    }
-
     /// Opens every unopened source that may hold an entry at or beyond the heap's top.
     fn open_reachable(&mut self) -> Result<()> {
         while self.must_open_next() {
@@ -442,17 +471,20 @@ impl Merge {
 
     /// Appends events to `out` until it holds `n` or the sources run dry.
     ///
-    /// The fast lane of "latest N": while one source alone is open, no range delete is in
-    /// play and no unopened source can hold its next entry, that source's entries are
-    /// resolved straight from its cursor, without the heap. Once an unopened source comes
-    /// within reach, [`Merge::step`] takes over and opens it.
+    /// The fast lane of "latest N" and of a range's chunks: while one source alone is open,
+    /// no range delete is in play and no unopened source can hold its next entry, that
+    /// source's entries are resolved straight from its cursor, without the heap. Once an
+    /// unopened source comes within reach, [`Merge::step`] takes over and opens it.
     fn fill(&mut self, n: usize, out: &mut Vec<Event>) -> Result<()> {
         while out.len() < n {
             self.wanted = (n - out.len()).saturating_add(1);
             self.open_reachable()?;
             if self.heap.len() == 1 && self.range_deletes.is_empty() {
-                let floor = self.pending.last().map(|c| c.max_ts);
-                self.drain_single(floor, n, out)?;
+                let bound = self.pending.last().map(|c| match self.direction {
+                    Direction::Backward => c.max_ts,
+                    Direction::Forward => c.min_ts,
+                });
+                self.drain_single(bound, n, out)?;
                 continue;
             }
             match self.step()? {
@@ -463,19 +495,27 @@ impl Merge {
         Ok(())
     }
 
-    /// Resolves the one open cursor's entries newer than `floor` (the newest ts an
-    /// unopened source may hold) into `out`, up to `n`; see [`Merge::fill`].
-    fn drain_single(&mut self, floor: Option<i64>, n: usize, out: &mut Vec<Event>) -> Result<()> {
+    /// Resolves the one open cursor's entries short of `bound` (the ts at which the next
+    /// unopened source begins, in the walk's direction) into `out`, up to `n`; see
+    /// [`Merge::fill`].
+    fn drain_single(&mut self, bound: Option<i64>, n: usize, out: &mut Vec<Event>) -> Result<()> {
         let Some((_, c)) = self.heap.pop() else { return Ok(()) };
         let mut head = self.heads[c].take();
         let mut failure = None;
+        let direction = self.direction;
+        let reached = |ts: i64| {
+            bound.is_some_and(|b| match direction {
+                Direction::Backward => ts <= b,
+                Direction::Forward => ts >= b,
+            })
+        };
         while let Some(entry) = head {
-            if out.len() >= n || floor.is_some_and(|f| entry.ts <= f) {
+            if out.len() >= n || reached(entry.ts) {
                 self.heap.push((self.key(entry.ts), c));
                 self.heads[c] = Some(entry);
                 return Ok(());
             }
-            // In newest-first order a key's versions are adjacent, oldest first.
+            // In either order a key's versions are adjacent.
             let ts = entry.ts;
             let mut best: Option<Entry> = None;
             let mut next = Some(entry);
