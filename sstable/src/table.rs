@@ -275,8 +275,7 @@ impl Table {
     /// Whether block `i` is in the block cache now (the cache's order and counters are left
     /// alone).
     pub fn block_cached(&self, i: usize) -> bool {
-        let key = CacheKey { table: self.inner.id, offset: self.block_handle(i).offset };
-        self.inner.cache.peek(key).is_some()
+        self.cached_block_bytes(i).is_some()
     }
 
     /// The bytes block `i` is charged in the block cache, if it is there now (the cache's
