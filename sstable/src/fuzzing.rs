@@ -13,7 +13,8 @@ use crate::{BlockCache, Table};
 /// Decodes `data` as a data block; whatever decodes must read back consistently. Also decodes
 /// it for single users with [`DecodedBlock::decode_user`]: the user named by the input's last
 /// 8 bytes and the first 16 users of the block. That must never panic, and must give the full
-/// decode's entries of the user whenever the full decode succeeds (it checks a subset).
+/// decode's entries of the user whenever the full decode succeeds (it checks a subset), and
+/// [`DecodedBlock::decode_user_newest`] the newest of them.
 pub fn decode_block(data: &[u8]) {
     let full = DecodedBlock::decode(data).ok();
     if let Some(block) = &full {
@@ -47,6 +48,16 @@ fn decode_user(data: &[u8], user: u64, full: Option<&DecodedBlock>) {
         "decode_user({user}) disagrees with decode"
     );
     assert!(one.entry(one.len()).is_none());
+    // The newest few of the run, as a cold newest-first read decodes them: the run's tail.
+    let newest = DecodedBlock::decode_user_newest(data, user, i64::MIN, i64::MAX, 3);
+    assert!(newest.is_ok(), "decode_user accepts the block, decode_user_newest({user}) says {newest:?}");
+    let Ok((newest, cut)) = newest else { return };
+    let skip = one.len().saturating_sub(3);
+    assert!(
+        (skip..one.len()).filter_map(|i| one.entry(i)).eq((0..newest.len()).filter_map(|i| newest.entry(i))),
+        "decode_user_newest({user}) is not the tail of decode_user"
+    );
+    assert_eq!(cut, skip > 0);
 }
 
 /// Stores `data` as a table file on a simulated disk, opens it and reads it every way.

@@ -93,6 +93,10 @@ pub struct UserRevIter {
     /// The first entry of the current block at or above `(user, lo)`: where the user's
     /// entries in range start in it.
     first: usize,
+    /// `Some(k)`: the current block holds only the newest `k` of the user's entries in range
+    /// that its on-disk block has ([`Table::user_block_newest`]); past them, the rest are
+    /// read from the same block, not the one before.
+    cut: Option<usize>,
     done: bool,
 }
 
@@ -101,7 +105,7 @@ impl UserRevIter {
         let done = lo > hi || !table.may_contain_user(user);
         // The last block whose first key is at or before (user, hi).
         let next_block = if done { 0 } else { table.blocks_starting_by(user, hi) };
-        UserRevIter { table, user, lo, hi, next_block, block: None, pos: 0, first: 0, done }
+        UserRevIter { table, user, lo, hi, next_block, block: None, pos: 0, first: 0, cut: None, done }
     }
 
     fn step(&mut self) -> Result<Option<Entry>> {
@@ -117,7 +121,7 @@ impl UserRevIter {
                 }
                 self.block = None;
             }
-            self.load_previous_block()?;
+            self.load_previous_block(usize::MAX)?;
             if self.done {
                 return Ok(None);
             }
@@ -134,7 +138,7 @@ impl UserRevIter {
         let mut added = 0;
         while added < max && !self.done {
             let Some(block) = &self.block else {
-                if let Err(err) = self.load_previous_block() {
+                if let Err(err) = self.load_previous_block(max - added) {
                     self.done = true;
                     return Err(err);
                 }
@@ -152,7 +156,7 @@ impl UserRevIter {
             if self.pos > first {
                 break;
             }
-            if first > 0 {
+            if first > 0 && self.cut.is_none() {
                 // The user's entries at or above `lo` start inside this block.
                 self.done = true;
             } else {
@@ -162,16 +166,32 @@ impl UserRevIter {
         Ok(added)
     }
 
-    /// Moves to the previous block that may hold the user's entries, or ends the iteration.
-    fn load_previous_block(&mut self) -> Result<()> {
-        if self.next_block == 0 || self.table.block_handle(self.next_block - 1).last < (self.user, self.lo) {
-            self.done = true;
-            return Ok(());
-        }
-        self.next_block -= 1;
-        let block = self.table.user_block(self.next_block, self.user)?;
+    /// Moves to the previous block that may hold the user's entries, or ends the iteration;
+    /// after a cut block, reads the rest of that same block instead. `keep`: how many more
+    /// entries the caller wants at most (a first miss decodes no more than that).
+    fn load_previous_block(&mut self, keep: usize) -> Result<()> {
+        // Entries of a cut block already yielded: all it held.
+        let reread = self.cut.take();
+        let yielded = if let Some(held) = reread {
+            held
+        } else {
+            if self.next_block == 0
+                || self.table.block_handle(self.next_block - 1).last < (self.user, self.lo)
+            {
+                self.done = true;
+                return Ok(());
+            }
+            self.next_block -= 1;
+            0
+        };
+        // Again after a cut: whole this time (no cut can repeat), from the cache or decoded.
+        let keep = if reread.is_some() { usize::MAX } else { keep };
+        let (block, cut) =
+            self.table.user_block_newest(self.next_block, self.user, self.lo, self.hi, keep)?;
         let span = block.user_span(self.user, self.lo, self.hi);
-        (self.first, self.pos) = (span.start, span.end);
+        // The whole block's entries in range end with the ones the cut block held.
+        (self.first, self.pos) = (span.start, span.end.saturating_sub(yielded).max(span.start));
+        self.cut = cut.then_some(span.len());
         self.block = Some(block);
         Ok(())
     }

@@ -20,7 +20,8 @@
 //!
 //! Decoded blocks live in the shared [`BlockCache`], keyed by a per-open table id and the
 //! block offset. A user's reader ([`Table::user_block`]) caches a block only on its second
-//! miss; on the first it decodes just that user's entries.
+//! miss; on the first it decodes just that user's entries, and for a newest-first reader
+//! ([`Table::user_block_newest`]) only the newest of them it still wants.
 
 // u64 file offsets become usize slice indices; lib.rs refuses non-64-bit targets, so these
 // casts never truncate, and every index is still bounds-checked (`get`) before use.
@@ -304,22 +305,50 @@ impl Table {
     /// block per time partition for a few entries of each: decoding ~150 entries and caching
     /// them cost most of its time, and pushed out the blocks of users that come back.
     pub fn user_block(&self, i: usize, user: u64) -> Result<Arc<DecodedBlock>> {
+        self.user_block_newest(i, user, i64::MIN, i64::MAX, usize::MAX).map(|(block, _)| block)
+    }
+
+    /// [`user_block`](Self::user_block) for a newest-first reader that wants `keep` more of
+    /// `user`'s entries with `lo <= ts <= hi`: on a first miss only the newest `keep` of
+    /// them are decoded ([`DecodedBlock::decode_user_newest`]). Says whether entries of the
+    /// user in `lo..=hi` were left out below those returned (never for a cached block,
+    /// which is whole).
+    pub fn user_block_newest(
+        &self,
+        i: usize,
+        user: u64,
+        lo: i64,
+        hi: i64,
+        keep: usize,
+    ) -> Result<(Arc<DecodedBlock>, bool)> {
         let handle = self.block_handle(i);
         let key = CacheKey { table: self.inner.id, offset: handle.offset };
         match self.inner.cache.lookup(key) {
-            Lookup::Hit(block) => Ok(block),
+            Lookup::Hit(block) => Ok((block, false)),
             Lookup::Again => {
                 let (block, charge) = self.load_block(&handle)?;
-                Ok(self.inner.cache.insert_shared(key, block, charge))
+                Ok((self.inner.cache.insert_shared(key, block, charge), false))
             }
-            Lookup::First => self.load_user(&handle, user).map(Arc::new),
+            Lookup::First => {
+                let (block, cut) = self.load_user(&handle, user, lo, hi, keep)?;
+                Ok((Arc::new(block), cut))
+            }
         }
     }
 
-    /// `user`'s entries of a block, checked against its index entry as far as they go.
-    fn load_user(&self, handle: &BlockHandle, user: u64) -> Result<DecodedBlock> {
-        let block = self.with_raw_block(handle, |raw| {
-            DecodedBlock::decode_user(raw, user).map_err(|reason| self.corruption(handle.offset, reason))
+    /// `user`'s entries of a block (the newest `keep` in `lo..=hi`), checked against its
+    /// index entry as far as they go, and whether older ones in `lo..=hi` were left out.
+    fn load_user(
+        &self,
+        handle: &BlockHandle,
+        user: u64,
+        lo: i64,
+        hi: i64,
+        keep: usize,
+    ) -> Result<(DecodedBlock, bool)> {
+        let (block, cut) = self.with_raw_block(handle, |raw| {
+            DecodedBlock::decode_user_newest(raw, user, lo, hi, keep)
+                .map_err(|reason| self.corruption(handle.offset, reason))
         })?;
         let first = block.user(0).zip(block.ts(0));
         let last = block.len().checked_sub(1).and_then(|i| block.user(i).zip(block.ts(i)));
@@ -328,7 +357,7 @@ impl Table {
         if block.len() > handle.entry_count as usize || !inside(first) || !inside(last) {
             return Err(self.corruption(handle.offset, "block does not hold the keys its index entry names"));
         }
-        Ok(block)
+        Ok((block, cut))
     }
 
     /// The decoded block `i`, from the cache or read, checked and decoded.

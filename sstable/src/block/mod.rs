@@ -859,12 +859,12 @@ fn offsets(lens: &[(usize, usize)], n: usize) -> Option<(Vec<u32>, usize)> {
 
 impl DecodedBlock {
     fn check_order(&self) -> Result<(), String> {
-        let keys = self
-            .users
-            .iter()
-            .zip(&self.ts)
-            .zip(&self.seqnos)
-            .map(|((u, t), s)| (*u, *t, std::cmp::Reverse(*s)));
+        Self::check_keys(&self.users, &self.ts, &self.seqnos)
+    }
+
+    /// Table order over the key columns: (user, ts) ascending, seqno descending.
+    fn check_keys(users: &[u64], ts: &[i64], seqnos: &[u64]) -> Result<(), String> {
+        let keys = users.iter().zip(ts).zip(seqnos).map(|((u, t), s)| (*u, *t, std::cmp::Reverse(*s)));
         match keys.clone().zip(keys.skip(1)).position(|(a, b)| a >= b) {
             None => Ok(()),
             Some(i) => Err(format!("entries {i} and {} out of table order", i + 1)),

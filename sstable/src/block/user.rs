@@ -42,7 +42,26 @@ impl DecodedBlock {
     /// checks only keep a corrupt block that slipped through from causing a panic or an
     /// unbounded allocation, which they still do. An error says what and where, as `decode`'s.
     pub fn decode_user(on_disk: &[u8], user: u64) -> Result<DecodedBlock, String> {
-        with_body(on_disk, |body, n| parse_user(body, n, user))
+        with_body(on_disk, |body, n| parse_user(body, n, user, None)).map(|(block, _)| block)
+    }
+
+    /// [`decode_user`](Self::decode_user) kept to the newest `keep` of `user`'s entries with
+    /// `lo <= ts <= hi`: the entries a newest-first reader wanting `keep` more takes from this
+    /// block. Also says whether entries of the user in `lo..=hi` were left out below the kept
+    /// ones (the reader then decodes the block again if it needs more).
+    ///
+    /// Why: a user ranked a few thousand has hundreds of entries in a block, and "latest 100"
+    /// wants about a hundred of them; un-transposing every payload of the run was most of
+    /// such a cold query's decode. Everything but the payloads is decoded and checked for
+    /// the whole run as `decode_user` does, so the checks are the same.
+    pub fn decode_user_newest(
+        on_disk: &[u8],
+        user: u64,
+        lo: i64,
+        hi: i64,
+        keep: usize,
+    ) -> Result<(DecodedBlock, bool), String> {
+        with_body(on_disk, |body, n| parse_user(body, n, user, Some(Newest { lo, hi, keep })))
     }
 
     fn empty() -> DecodedBlock {
@@ -57,32 +76,80 @@ impl DecodedBlock {
     }
 }
 
-fn parse_user(body: &[u8], n: usize, user: u64) -> Result<DecodedBlock, String> {
+/// Which of a run's entries [`DecodedBlock::decode_user_newest`] keeps.
+#[derive(Clone, Copy)]
+struct Newest {
+    lo: i64,
+    hi: i64,
+    keep: usize,
+}
+
+/// The run's entries decoded (the newest `newest.keep` of those in `lo..=hi`, with `newest`)
+/// and whether entries in `lo..=hi` were left out below them.
+fn parse_user(
+    body: &[u8],
+    n: usize,
+    user: u64,
+    newest: Option<Newest>,
+) -> Result<(DecodedBlock, bool), String> {
     let mut r = Reader::new(body);
     let flags = at(&mut r, "flags", |r| r.byte())?;
     if flags & !KNOWN_FLAGS != 0 {
         return Err(format!("unknown flags {flags:#04x} at uncompressed body byte 0"));
     }
     let mode = TsMode::of(flags)?;
-    let Some(found) = find_run(&mut r, n, user)? else { return Ok(DecodedBlock::empty()) };
+    let Some(found) = find_run(&mut r, n, user)? else { return Ok((DecodedBlock::empty(), false)) };
     let run = found.entries.clone();
-    let ts = match mode {
+    let mut ts = match mode {
         TsMode::Rice => run_rice_ts(&mut r, n, &found)?,
         _ => run_ts(&mut r, n, &run, mode == TsMode::Dod)?,
     };
-    let seqnos = run_seqnos(&mut r, n, &run)?;
-    let kinds = run_kinds(&mut r, n, &run)?;
+    let mut seqnos = run_seqnos(&mut r, n, &run)?;
+    let mut kinds = run_kinds(&mut r, n, &run)?;
     let lens = RunLens::read(&mut r, n, &run)?;
-    let (offsets, run_total) = offsets(&lens.run, run.len())
+    let (mut offsets, run_total) = offsets(&lens.run, run.len())
         .ok_or_else(|| format!("value lengths at uncompressed body byte {}: overflow the body", lens.at))?;
-    let values = run_values(&mut r, n, &run, flags & FLAG_TRANSPOSED != 0, &lens, run_total)?;
+    let users = vec![user; run.len()];
+    let order = DecodedBlock::check_keys(&users, &ts, &seqnos);
+    // The kept entries, as positions in the run (a partition point on timestamps that the
+    // order check has just found sorted).
+    let (kept, cut) = match newest {
+        Some(Newest { lo, hi, keep }) if order.is_ok() => {
+            let first = ts.partition_point(|&t| t < lo);
+            let end = ts.partition_point(|&t| t <= hi).max(first);
+            let start = end.saturating_sub(keep).max(first);
+            (start..end, start > first)
+        }
+        _ => (0..run.len(), false),
+    };
+    let transposed = flags & FLAG_TRANSPOSED != 0;
+    // Transposed payloads are un-transposed for the kept entries only (the saving); plain
+    // ones are one copy of the run's bytes, cut below.
+    let part = transposed && kept.len() < run.len();
+    let decoded = if part { run.start + kept.start..run.start + kept.end } else { run.clone() };
+    let mut values = run_values(&mut r, n, &decoded, transposed, &lens, run_total)?;
     if r.remaining() != 0 {
         return Err(format!("{} trailing bytes at uncompressed body byte {}", r.remaining(), r.position()));
     }
-    let users = vec![user; run.len()];
-    let block = DecodedBlock { users, ts, seqnos, kinds, offsets, values: Bytes::from(values) };
-    block.check_order().map_err(|e| format!("run of user {user}, block entries {run:?}: {e}"))?;
-    Ok(block)
+    order.map_err(|e| format!("run of user {user}, block entries {run:?}: {e}"))?;
+    if kept.len() < run.len() {
+        // `offsets` has one more element than the run, and `kept` lies within the run.
+        let cut_short = || format!("run of user {user}: entries {kept:?} past its {} offsets", offsets.len());
+        let kept_offsets = offsets.get(kept.start..=kept.end).ok_or_else(cut_short)?;
+        let (from, to) = (kept_offsets[0], kept_offsets[kept_offsets.len() - 1]);
+        if !part {
+            values = values.get(from as usize..to as usize).ok_or_else(cut_short)?.to_vec();
+        }
+        offsets = kept_offsets.iter().map(|&o| o - from).collect();
+        ts.truncate(kept.end);
+        ts.drain(..kept.start);
+        seqnos.truncate(kept.end);
+        seqnos.drain(..kept.start);
+        kinds.truncate(kept.end);
+        kinds.drain(..kept.start);
+    }
+    let users = vec![user; kept.len()];
+    Ok((DecodedBlock { users, ts, seqnos, kinds, offsets, values: Bytes::from(values) }, cut))
 }
 
 /// The run's values (`run_total` bytes); the reader ends past the values column, all of whose

@@ -46,6 +46,20 @@ fn check_agrees(bytes: &[u8], user: u64, what: &str) {
     let want: Vec<Entry> = entries_of(&full).into_iter().filter(|e| e.user == user).collect();
     assert_eq!(entries_of(&one), want, "{what}: user {user}");
     assert_eq!(one.user_range(user), 0..want.len(), "{what}: user {user}");
+    // The newest `keep` in `lo..=hi`, for bounds around the run's timestamps.
+    let mut bounds = vec![i64::MIN, i64::MAX];
+    bounds.extend(want.iter().flat_map(|e| [e.ts, e.ts.saturating_sub(1)]).step_by(3));
+    for (i, &lo) in bounds.iter().enumerate() {
+        let hi = bounds[(i * 7 + 1) % bounds.len()].max(lo);
+        let in_range: Vec<Entry> = want.iter().filter(|e| lo <= e.ts && e.ts <= hi).cloned().collect();
+        for keep in [0, 1, 2, 5, in_range.len(), usize::MAX] {
+            let (newest, cut) = DecodedBlock::decode_user_newest(bytes, user, lo, hi, keep)
+                .unwrap_or_else(|e| panic!("{what}: decode_user accepts, decode_user_newest says {e}"));
+            let kept = &in_range[in_range.len().saturating_sub(keep)..];
+            assert_eq!(entries_of(&newest), kept, "{what}: user {user} {lo}..={hi} keep {keep}");
+            assert_eq!(cut, kept.len() < in_range.len(), "{what}: user {user} {lo}..={hi} keep {keep}");
+        }
+    }
 }
 
 /// `arb_entries` with, optionally, every value resized to one width (so transposable).
