@@ -58,7 +58,8 @@
 //!
 //! [`plan_full`] is `Db::compact`: every window holding tables grouped (hot ones too: the
 //! state the background reaches once they cool), then every partition that is not yet
-//! *final* (one settled, compressed run) merged whole, without fan-in bound. [`debt`]
+//! *final* (one settled, compressed run) merged whole, without fan-in bound, newest
+//! partition first (where every "latest" read starts). [`debt`]
 //! replays the planner on a copy of the catalogue ([`simulate`]) until it has nothing left
 //! to do, summing the bytes each merge reads.
 //!
@@ -310,7 +311,11 @@ pub fn plan_full(catalogue: &Catalogue, policy: &Policy) -> Vec<Plan> {
     let catalogue = &grouped.normalized();
     let partitions = by_partition(catalogue);
     let snapshots_live = !catalogue.snapshots.is_empty();
-    for (&p, tables) in &partitions {
+    // Newest first: every "latest" read starts in the newest partition, and most end there,
+    // so readers meanwhile get the most from having it settled first. (Ascending, the
+    // standard run's readers met the newest days' dozens of flushed tables until the end
+    // of the settle, behind the merge of the older, already grouped days.)
+    for (&p, tables) in partitions.iter().rev() {
         if !expired.contains(&p) && !is_final(tables, snapshots_live) {
             plans.push(merge(MergeKind::Full, p, tables, true, true));
         }
