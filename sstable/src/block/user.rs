@@ -109,7 +109,7 @@ fn parse_user(
     let lens = RunLens::read(&mut r, n, &run)?;
     let (mut offsets, run_total) = offsets(&lens.run, run.len())
         .ok_or_else(|| format!("value lengths at uncompressed body byte {}: overflow the body", lens.at))?;
-    let users = vec![user; run.len()];
+    let mut users = vec![user; run.len()];
     let order = DecodedBlock::check_keys(&users, &ts, &seqnos);
     // The kept entries, as positions in the run (a partition point on timestamps that the
     // order check has just found sorted).
@@ -136,20 +136,25 @@ fn parse_user(
         // `offsets` has one more element than the run, and `kept` lies within the run.
         let cut_short = || format!("run of user {user}: entries {kept:?} past its {} offsets", offsets.len());
         let kept_offsets = offsets.get(kept.start..=kept.end).ok_or_else(cut_short)?;
-        let (from, to) = (kept_offsets[0], kept_offsets[kept_offsets.len() - 1]);
+        let (Some(&from), Some(&to)) = (kept_offsets.first(), kept_offsets.last()) else {
+            return Err(cut_short());
+        };
         if !part {
             values = values.get(from as usize..to as usize).ok_or_else(cut_short)?.to_vec();
         }
         offsets = kept_offsets.iter().map(|&o| o - from).collect();
-        ts.truncate(kept.end);
-        ts.drain(..kept.start);
-        seqnos.truncate(kept.end);
-        seqnos.drain(..kept.start);
-        kinds.truncate(kept.end);
-        kinds.drain(..kept.start);
+        keep_only(&mut ts, &kept);
+        keep_only(&mut seqnos, &kept);
+        keep_only(&mut kinds, &kept);
+        users.truncate(kept.len());
     }
-    let users = vec![user; kept.len()];
     Ok((DecodedBlock { users, ts, seqnos, kinds, offsets, values: Bytes::from(values) }, cut))
+}
+
+/// Keeps `column[range]` (a range within it) in place.
+fn keep_only<T>(column: &mut Vec<T>, range: &Range<usize>) {
+    column.truncate(range.end);
+    column.drain(..range.start.min(range.end));
 }
 
 /// The run's values (`run_total` bytes); the reader ends past the values column, all of whose
