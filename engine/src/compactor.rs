@@ -259,7 +259,7 @@ impl Inner {
     /// A compaction thread: plans and runs one piece of work at a time until shutdown. It
     /// stops early only if the database is poisoned.
     pub fn run_compactor(&self) {
-        lower_cpu_priority(self.options.background_nice);
+        lower_cpu_priority(self.options.compaction_nice);
         loop {
             if self.compactor.state.lock().shutdown || self.poison.lock().is_some() {
                 return;
@@ -363,7 +363,7 @@ impl Inner {
         std::thread::scope(|scope| {
             let worker =
                 std::thread::Builder::new().name("strata-compact".into()).spawn_scoped(scope, || {
-                    lower_cpu_priority(self.options.background_nice);
+                    lower_cpu_priority(self.options.compaction_nice);
                     plans.iter().try_for_each(|plan| self.execute(plan))
                 });
             match worker {

@@ -160,12 +160,14 @@ fn empty_range_yields_and_deletes_nothing() {
 fn contradictory_options_are_refused_by_name_before_touching_the_disk() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("db");
-    let cases: [(&str, Options); 5] = [
+    let cases: [(&str, Options); 7] = [
         ("partition_width", Options { partition_width: 0, ..small() }),
         ("memtable_bytes", Options { memtable_bytes: 0, ..small() }),
         ("max_immutable_memtables", Options { max_immutable_memtables: 0, ..small() }),
         ("background_nice", Options { background_nice: -1, ..small() }),
         ("background_nice", Options { background_nice: 20, ..small() }),
+        ("compaction_nice", Options { compaction_nice: -1, ..small() }),
+        ("compaction_nice", Options { compaction_nice: 20, ..small() }),
     ];
     for (name, options) in cases {
         assert_invalid(&err(Db::open(&path, options)), name);
@@ -719,37 +721,68 @@ fn a_crash_during_creation_leaves_an_openable_directory() {
     }
 }
 
+/// The nice values of this process's threads named `name` (Linux: read from /proc).
+#[cfg(target_os = "linux")]
+fn thread_nices(name: &str) -> Vec<i64> {
+    let mut nices = Vec::new();
+    for task in std::fs::read_dir("/proc/self/task").unwrap().flatten() {
+        let task = task.path();
+        let Ok(comm) = std::fs::read_to_string(task.join("comm")) else { continue };
+        let Ok(stat) = std::fs::read_to_string(task.join("stat")) else { continue };
+        if comm.trim() == name {
+            // The nice value is the 17th field after the ")" that ends the name.
+            let after = stat.rsplit_once(')').unwrap().1;
+            nices.push(after.split_whitespace().nth(16).unwrap().parse().unwrap());
+        }
+    }
+    nices
+}
+
+/// This thread's nice value.
+#[cfg(target_os = "linux")]
+fn own_nice() -> i64 {
+    let stat = std::fs::read_to_string("/proc/thread-self/stat").unwrap();
+    stat.rsplit_once(')').unwrap().1.split_whitespace().nth(16).unwrap().parse::<i64>().unwrap()
+}
+
 /// The flush thread runs at the configured lower CPU priority (Linux: its own nice value,
 /// read from /proc), and the database works the same with the option off.
 #[cfg(target_os = "linux")]
 #[test]
 fn the_flush_thread_runs_at_the_background_nice_value() {
-    // Other tests of this process run their own flush threads: collect every one's value.
-    let flusher_nices = || -> Vec<i64> {
-        let mut nices = Vec::new();
-        for task in std::fs::read_dir("/proc/self/task").unwrap().flatten() {
-            let task = task.path();
-            let Ok(name) = std::fs::read_to_string(task.join("comm")) else { continue };
-            let Ok(stat) = std::fs::read_to_string(task.join("stat")) else { continue };
-            if name.trim() == "strata-flush" {
-                // The nice value is the 17th field after the ")" that ends the name.
-                let after = stat.rsplit_once(')').unwrap().1;
-                nices.push(after.split_whitespace().nth(16).unwrap().parse().unwrap());
-            }
-        }
-        nices
-    };
-    let own_nice = {
-        let stat = std::fs::read_to_string("/proc/thread-self/stat").unwrap();
-        stat.rsplit_once(')').unwrap().1.split_whitespace().nth(16).unwrap().parse::<i64>().unwrap()
-    };
     let dir = tempfile::tempdir().unwrap();
     let db = Db::open(dir.path(), Options { background_nice: 7, ..small() }).unwrap();
     db.put(1, 1, b"x").unwrap();
     db.flush().unwrap();
-    // A process already at a high nice value is capped at 19.
-    let nices = flusher_nices();
-    assert!(nices.contains(&(own_nice + 7).min(19)), "{nices:?}");
+    // Other tests of this process run their own flush threads: every one's value is
+    // collected. A process already at a high nice value is capped at 19.
+    let nices = thread_nices("strata-flush");
+    assert!(nices.contains(&(own_nice() + 7).min(19)), "{nices:?}");
+    db.close().unwrap();
+}
+
+/// The compaction threads run at their own nice value, below the flush's, so that a merge
+/// never halves the flush that writers wait for.
+#[cfg(target_os = "linux")]
+#[test]
+fn compaction_threads_run_at_the_compaction_nice_value() {
+    let dir = tempfile::tempdir().unwrap();
+    let options = Options { background_nice: 3, compaction_nice: 13, compaction_threads: 1, ..small() };
+    let db = Db::open(dir.path(), options).unwrap();
+    db.put(1, 1, b"x").unwrap();
+    db.flush().unwrap();
+    // The thread lowers its priority first thing; give it a moment to start.
+    let wanted = (own_nice() + 13).min(19);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        // Linux keeps 15 bytes of a thread's name: "strata-compact-0" reads "strata-compact-".
+        let nices = thread_nices("strata-compact-");
+        if nices.contains(&wanted) {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{nices:?}, wanted {wanted}");
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
     db.close().unwrap();
 }
 

@@ -116,8 +116,8 @@ pub(super) fn settings(budget: Budget) -> Vec<(&'static str, String)> {
         (
             "background threads",
             format!(
-                "1 flush + {} compaction thread(s) at nice +{}",
-                options.compaction_threads, options.background_nice
+                "1 flush thread at nice +{}, {} compaction thread(s) at nice +{}",
+                options.background_nice, options.compaction_threads, options.compaction_nice
             ),
         ),
     ]
