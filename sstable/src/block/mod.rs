@@ -158,6 +158,10 @@ struct Columns {
     kinds: Vec<u8>,
     lens: Vec<usize>,
     values: Vec<u8>,
+    /// Scratch for [`encode`](Self::encode): the within-run timestamp deltas (wrapping, as
+    /// u64), run after run. Choosing the timestamp mode reads them about ten times (the
+    /// cost of each mode and of five Rice parameters), so they are computed once.
+    deltas: Vec<u64>,
 }
 
 /// Accumulates the entries of one block in columns, then encodes and compresses them.
@@ -325,7 +329,8 @@ fn rle<T: PartialEq + Copy>(items: &[T]) -> impl Iterator<Item = (T, usize)> + C
 }
 
 impl Columns {
-    fn encode(&self, out: &mut Vec<u8>, may_transpose: bool, force_ts: Option<TsMode>) {
+    fn encode(&mut self, out: &mut Vec<u8>, may_transpose: bool, force_ts: Option<TsMode>) {
+        self.fill_deltas();
         let width = self.fixed_width().filter(|_| may_transpose);
         let (k, rice_cost) = rice::choose_k(self.deltas(), self.deltas_len());
         let mode = force_ts.unwrap_or_else(|| {
@@ -368,13 +373,43 @@ impl Columns {
         })
     }
 
+    /// Bytes of the timestamp codes after each run's first, as varints (delta mode) or
+    /// zigzag varints of the deltas' differences (dod mode); see [`ts_codes`].
     fn ts_cost(&self, dod: bool) -> usize {
-        self.split(&self.ts).flat_map(|run| ts_codes(run, dod)).map(varint_len).sum()
+        if !dod {
+            return self.deltas.iter().map(|&d| varint_len(d)).sum();
+        }
+        let mut rest = &self.deltas[..];
+        let mut bytes = 0;
+        for &(_, len) in &self.runs {
+            let (run, tail) = rest.split_at(len.saturating_sub(1).min(rest.len()));
+            rest = tail;
+            let mut prev = 0i64;
+            for (i, &d) in run.iter().enumerate() {
+                let d = d as i64;
+                let code = if i == 0 { d } else { d.wrapping_sub(prev) };
+                bytes += varint_len(varint::zigzag(code));
+                prev = d;
+            }
+        }
+        bytes
     }
 
-    /// The within-run timestamp deltas, run after run (wrapping, as u64).
+    /// Computes [`deltas`](Self::deltas) from the timestamp column.
+    fn fill_deltas(&mut self) {
+        self.deltas.clear();
+        let mut rest = &self.ts[..];
+        for &(_, len) in &self.runs {
+            let (run, tail) = rest.split_at(len.min(rest.len()));
+            rest = tail;
+            self.deltas.extend(ts_codes(run, false));
+        }
+    }
+
+    /// The within-run timestamp deltas, run after run (wrapping, as u64), as
+    /// [`fill_deltas`](Self::fill_deltas) left them.
     fn deltas(&self) -> impl Iterator<Item = u64> + Clone + '_ {
-        self.split(&self.ts).flat_map(|run| ts_codes(run, false))
+        self.deltas.iter().copied()
     }
 
     /// How many [`deltas`](Self::deltas) there are: one per entry but each run's first.
