@@ -291,6 +291,11 @@ impl<'r> Rewrite<'r> {
     /// Decides every entry of one key (all of one `(user, ts)`, in table order) and queues
     /// the kept ones.
     fn key(&mut self, key: &[Entry], hooks: &mut Hooks<'_>) -> Result<()> {
+        if let [entry] = key {
+            if entry.kind != Kind::RangeDelete && self.user.ranges.is_empty() && self.user.queue.is_empty() {
+                return self.lone_point(entry, hooks);
+            }
+        }
         let ts = key[0].ts;
         self.retire_ranges(Some(ts));
         // The key's own range deletes first: they start here, so they are candidates too.
@@ -311,6 +316,31 @@ impl<'r> Rewrite<'r> {
             self.user.queue.push_back(queued);
         }
         self.flush(hooks)
+    }
+
+    /// [`key`](Self::key) for the common case, without its per-key vectors: a key of one
+    /// put or point delete, no range delete covering it, nothing queued before it. The rules
+    /// reduce to: retention and the cap drop it; a lone version is visible to every view
+    /// (it is the newest of its stripe); a tombstone with nothing under it goes when
+    /// bottommost; anything else is written at once.
+    fn lone_point(&mut self, entry: &Entry, hooks: &mut Hooks<'_>) -> Result<()> {
+        if self.rules.retention_cutoff.is_some_and(|cutoff| entry.ts < cutoff) {
+            self.done.expired += 1;
+            return Ok(());
+        }
+        if self.user.capped(entry.ts) {
+            self.done.capped += 1;
+            return Ok(());
+        }
+        if self.rules.bottommost && entry.kind == Kind::Delete {
+            self.done.dropped_tombstones += 1;
+            return Ok(());
+        }
+        if self.zero_seqnos && entry.kind == Kind::Put && entry.seqno != 0 {
+            let settled = Entry { seqno: 0, ..entry.clone() };
+            return self.output.write(&settled, hooks, &mut self.done);
+        }
+        self.output.write(entry, hooks, &mut self.done)
     }
 
     /// Registers a range delete as a candidate of the keys of its span, unless retention
