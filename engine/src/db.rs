@@ -571,6 +571,12 @@ impl Inner {
                 }
             };
             let result = self.flush_one(&imm).and_then(|()| self.enforce_retention());
+            if result.is_ok() {
+                // The slot is free: writers held in `throttle` go on now, while this thread
+                // frees the memtable (a few percent of a flush) and trims the heap (a tenth).
+                let _queue = self.queue.lock();
+                self.done.notify_all();
+            }
             // The flushed memtable is freed here unless a reader still holds it (then it is
             // freed by that reader, and the next flush's trim returns it).
             drop(imm);
