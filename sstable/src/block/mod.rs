@@ -308,11 +308,13 @@ fn varint_len(value: u64) -> usize {
     (64 - (value | 1).leading_zeros() as usize).div_ceil(7)
 }
 
-/// The codes stored after a run's first timestamp.
-fn ts_codes(run: &[i64], dod: bool) -> impl Iterator<Item = u64> + Clone + '_ {
+/// The codes stored after a run's first timestamp, from the run's `deltas`: the deltas
+/// themselves, or (`dod`) the first delta and then the difference of each delta from the one
+/// before, zigzagged (differences wrap in i64).
+fn ts_codes(deltas: &[u64], dod: bool) -> impl Iterator<Item = u64> + Clone + '_ {
     let mut prev_delta = 0i64;
-    run.windows(2).enumerate().map(move |(i, pair)| {
-        let delta = pair[1].wrapping_sub(pair[0]);
+    deltas.iter().enumerate().map(move |(i, &delta)| {
+        let delta = delta as i64;
         let code = match (dod, i) {
             (false, _) => delta as u64,
             (true, 0) => varint::zigzag(delta),
@@ -373,26 +375,9 @@ impl Columns {
         })
     }
 
-    /// Bytes of the timestamp codes after each run's first, as varints (delta mode) or
-    /// zigzag varints of the deltas' differences (dod mode); see [`ts_codes`].
+    /// Bytes of the timestamp codes after each run's first, as varints; see [`ts_codes`].
     fn ts_cost(&self, dod: bool) -> usize {
-        if !dod {
-            return self.deltas.iter().map(|&d| varint_len(d)).sum();
-        }
-        let mut rest = &self.deltas[..];
-        let mut bytes = 0;
-        for &(_, len) in &self.runs {
-            let (run, tail) = rest.split_at(len.saturating_sub(1).min(rest.len()));
-            rest = tail;
-            let mut prev = 0i64;
-            for (i, &d) in run.iter().enumerate() {
-                let d = d as i64;
-                let code = if i == 0 { d } else { d.wrapping_sub(prev) };
-                bytes += varint_len(varint::zigzag(code));
-                prev = d;
-            }
-        }
-        bytes
+        self.run_deltas().flat_map(|deltas| ts_codes(deltas, dod)).map(varint_len).sum()
     }
 
     /// Computes [`deltas`](Self::deltas) from the timestamp column.
@@ -402,7 +387,7 @@ impl Columns {
         for &(_, len) in &self.runs {
             let (run, tail) = rest.split_at(len.min(rest.len()));
             rest = tail;
-            self.deltas.extend(ts_codes(run, false));
+            self.deltas.extend(run.windows(2).map(|pair| pair[1].wrapping_sub(pair[0]) as u64));
         }
     }
 
@@ -410,6 +395,16 @@ impl Columns {
     /// [`fill_deltas`](Self::fill_deltas) left them.
     fn deltas(&self) -> impl Iterator<Item = u64> + Clone + '_ {
         self.deltas.iter().copied()
+    }
+
+    /// Each user run's slice of [`deltas`](Self::deltas): one fewer than its entries.
+    fn run_deltas(&self) -> impl Iterator<Item = &[u64]> + Clone + '_ {
+        let mut rest = &self.deltas[..];
+        self.runs.iter().map(move |&(_, len)| {
+            let (run, tail) = rest.split_at(len.saturating_sub(1).min(rest.len()));
+            rest = tail;
+            run
+        })
     }
 
     /// How many [`deltas`](Self::deltas) there are: one per entry but each run's first.
@@ -423,11 +418,11 @@ impl Columns {
         if mode == TsMode::Rice {
             out.push(k);
         }
-        for run in self.split(&self.ts) {
+        for (run, deltas) in self.split(&self.ts).zip(self.run_deltas()) {
             let first = run.first().map_or(0, |first| first.wrapping_sub(base));
             varint::put_u64(out, first as u64);
             if mode != TsMode::Rice {
-                ts_codes(run, mode == TsMode::Dod).for_each(|code| varint::put_u64(out, code));
+                ts_codes(deltas, mode == TsMode::Dod).for_each(|code| varint::put_u64(out, code));
             }
         }
         if mode == TsMode::Rice {
