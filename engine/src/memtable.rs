@@ -43,8 +43,8 @@ use std::hash::{BuildHasher, Hasher};
 use std::sync::atomic::{AtomicI64, AtomicU64, AtomicUsize, Ordering};
 
 use bytes::Bytes;
-use parking_lot::RwLock;
-use strata_sstable::{Entry, Kind};
+use parking_lot::{RwLock, RwLockReadGuard};
+use strata_sstable::{Entry, EntryRef, Kind};
 
 /// Number of shards; a power of two, picked by the top bits of the shard mix.
 const SHARDS: usize = 64;
@@ -155,6 +155,54 @@ fn entry(chunks: &[Bytes], user: u64, slot: &Slot) -> Entry {
         _ => Bytes::new(),
     };
     Entry { user, ts: slot.ts, seqno: slot.seqno, kind: slot.kind, value: payload }
+}
+
+/// A put or point delete as a flush takes it: the user and the slot, a plain copy that
+/// touches no reference count. Its payload is borrowed from the arena through the
+/// [`FlushReader`] it came from.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct FlushPoint {
+    pub user: u64,
+    slot: Slot,
+}
+
+/// Reads a memtable for its flush: each user's points in table order, their payloads borrowed
+/// from the arena, which it holds read-locked (an immutable memtable takes no more inserts,
+/// so no writer waits on it). A flush built an owned `Entry` per event before, and the
+/// `Bytes` in it cost an atomic increment and decrement on a batch buffer: 14% of the flush
+/// thread's time in a sustained ingest.
+pub(crate) struct FlushReader<'a> {
+    mem: &'a Memtable,
+    chunks: RwLockReadGuard<'a, Vec<Bytes>>,
+}
+
+impl FlushReader<'_> {
+    /// Appends the user's points (table order) to `out` and its range deletes to `deletes`:
+    /// building into the caller's buffers lets the flush gather many users at once.
+    pub fn user_points(&self, user: u64, out: &mut Vec<FlushPoint>, deletes: &mut Vec<Entry>) {
+        let shard = self.mem.shard(user).read();
+        let Some(run) = shard.get(&user) else { return };
+        out.extend(run.entries.iter().map(|&slot| FlushPoint { user, slot }));
+        deletes.extend(run.range_deletes.iter().cloned());
+    }
+
+    /// The point with its payload borrowed.
+    pub fn entry_ref(&self, point: &FlushPoint) -> EntryRef<'_> {
+        let slot = &point.slot;
+        let value = match self.chunks.get(slot.chunk as usize) {
+            Some(buffer) if slot.kind == Kind::Put => {
+                let start = slot.offset as usize;
+                buffer.get(start..start + slot.len as usize).unwrap_or_default()
+            }
+            _ => &[],
+        };
+        EntryRef { user: point.user, ts: slot.ts, seqno: slot.seqno, kind: slot.kind, value }
+    }
+
+    /// The point as an owned entry (the rare path of a user with range deletes).
+    pub fn entry(&self, point: &FlushPoint) -> Entry {
+        entry(&self.chunks, point.user, &point.slot)
+    }
 }
 
 /// The sort key of a slot inside one user's run: ts ascending, seqno descending.
@@ -522,14 +570,9 @@ impl Memtable {
         users
     }
 
-    /// Appends the user's entries (table order) to `out` and its range deletes to
-    /// `deletes`, for flush: building into the caller's buffers lets it batch many users.
-    pub fn user_entries(&self, user: u64, out: &mut Vec<Entry>, deletes: &mut Vec<Entry>) {
-        let shard = self.shard(user).read();
-        let Some(run) = shard.get(&user) else { return };
-        let chunks = self.chunks.read();
-        out.extend(run.entries.iter().map(|e| entry(&chunks, user, e)));
-        deletes.extend(run.range_deletes.iter().cloned());
+    /// The reader a flush walks this memtable with; see [`FlushReader`].
+    pub fn flush_reader(&self) -> FlushReader<'_> {
+        FlushReader { mem: self, chunks: self.chunks.read() }
     }
 
     /// Calls `f` with the timestamp of every put and point delete, in no order: what a
@@ -543,7 +586,7 @@ impl Memtable {
     }
 
     /// Calls `f` with the user's entries (table order) and range deletes; `None` (and `f`
-    /// not called) if the user is absent. (Tests; the flush uses [`Memtable::user_entries`].) `f` runs under the shard's read lock, so it must
+    /// not called) if the user is absent. (Tests; the flush uses [`Memtable::flush_reader`].) `f` runs under the shard's read lock, so it must
     /// not insert into this memtable.
     #[cfg(test)]
     pub fn with_user<R>(&self, user: u64, f: impl FnOnce(&[Entry], &[Entry]) -> R) -> Option<R> {

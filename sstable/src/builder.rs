@@ -17,7 +17,7 @@ use xxhash_rust::xxh3::xxh3_64;
 use crate::block::{BlockBuilder, Compression};
 use crate::filter::FilterBuilder;
 use crate::format::{BlockHandle, Footer, TableStats};
-use crate::{Entry, Kind, Result, SstError};
+use crate::{Entry, EntryRef, Kind, Result, SstError};
 
 /// Largest value an entry may carry (16 MiB): far above any behavior event, and small
 /// enough that one entry never dominates a block.
@@ -134,6 +134,12 @@ impl TableBuilder {
 
     /// Adds the next entry; it must sort strictly after the previous one.
     pub fn add(&mut self, entry: &Entry) -> Result<()> {
+        self.add_ref(entry.as_ref())
+    }
+
+    /// [`TableBuilder::add`] with the value borrowed.
+    pub fn add_ref(&mut self, entry: EntryRef<'_>) -> Result<()> {
+        let entry = &entry;
         self.check(entry)?;
         let new_user = self.last.is_none_or(|(user, _, _)| user != entry.user);
         if new_user {
@@ -146,12 +152,12 @@ impl TableBuilder {
         }
         self.filter.add(entry.user);
         self.track(entry);
-        self.block.add(entry);
+        self.block.add_ref(entry);
         self.last = Some((entry.user, entry.ts, entry.seqno));
         Ok(())
     }
 
-    fn check(&self, entry: &Entry) -> Result<()> {
+    fn check(&self, entry: &EntryRef<'_>) -> Result<()> {
         let key = (entry.user, entry.ts, entry.seqno);
         if let Some(previous) = self.last {
             let ordered = (previous.0, previous.1, std::cmp::Reverse(previous.2))
@@ -180,7 +186,7 @@ impl TableBuilder {
         SstError::BadEntry { file: self.path.clone(), reason }
     }
 
-    fn track(&mut self, entry: &Entry) {
+    fn track(&mut self, entry: &EntryRef<'_>) {
         let s = &mut self.stats;
         let end = entry.range_last().unwrap_or(entry.ts);
         s.entries += 1;

@@ -77,6 +77,40 @@ impl Entry {
     pub fn key(&self) -> (u64, i64, std::cmp::Reverse<u64>) {
         (self.user, self.ts, std::cmp::Reverse(self.seqno))
     }
+
+    /// The entry with its value borrowed.
+    pub fn as_ref(&self) -> EntryRef<'_> {
+        EntryRef { user: self.user, ts: self.ts, seqno: self.seqno, kind: self.kind, value: &self.value }
+    }
+}
+
+/// An [`Entry`] whose value is borrowed: what a table builder takes
+/// ([`crate::TableBuilder::add_ref`]). A writer whose values live in its own buffers (a
+/// memtable flush) hands them over without making a `Bytes` per entry, which costs an atomic
+/// reference count increment and decrement on a buffer shared by thousands of entries.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct EntryRef<'a> {
+    /// The user id.
+    pub user: u64,
+    /// Timestamp in microseconds (for a range delete, the first timestamp covered).
+    pub ts: i64,
+    /// Sequence number: the higher, the newer.
+    pub seqno: u64,
+    /// What the entry does.
+    pub kind: Kind,
+    /// As [`Entry::value`].
+    pub value: &'a [u8],
+}
+
+impl EntryRef<'_> {
+    /// For a range delete, the last timestamp it covers.
+    pub fn range_last(&self) -> Option<i64> {
+        if self.kind != Kind::RangeDelete {
+            return None;
+        }
+        let bytes: [u8; 8] = self.value.try_into().ok()?;
+        Some(i64::from_le_bytes(bytes))
+    }
 }
 
 /// Compares two entries in table order.

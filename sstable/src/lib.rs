@@ -45,7 +45,7 @@ pub use cache::{Cache, CacheKey, CacheStats};
 /// The cache of decoded blocks shared by every table reader.
 pub type BlockCache = cache::Cache<block::DecodedBlock>;
 pub use builder::{TableBuilder, TableMeta, TableOptions, MAX_VALUE_BYTES};
-pub use entry::{table_order, Entry, Kind};
+pub use entry::{table_order, Entry, EntryRef, Kind};
 pub use error::{Result, SstError};
 pub use format::TableStats;
 pub use iter::{TableIter, UserIter, UserRevIter};

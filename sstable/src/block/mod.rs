@@ -76,7 +76,7 @@ use bytes::Bytes;
 
 use crate::scratch::{self, Scratch};
 use crate::varint::{self, Reader};
-use crate::{Entry, Kind};
+use crate::{Entry, EntryRef, Kind};
 
 mod bits;
 mod rice;
@@ -205,6 +205,11 @@ impl BlockBuilder {
 
     /// Appends `entry`; the caller guarantees table order (the decoder would refuse the block).
     pub fn add(&mut self, entry: &Entry) {
+        self.add_ref(&entry.as_ref());
+    }
+
+    /// [`BlockBuilder::add`] with the value borrowed.
+    pub fn add_ref(&mut self, entry: &EntryRef<'_>) {
         let cols = &mut self.cols;
         match cols.runs.last_mut() {
             Some((user, len)) if *user == entry.user => *len += 1,
@@ -214,7 +219,7 @@ impl BlockBuilder {
         cols.seqnos.push(entry.seqno);
         cols.kinds.push(entry.kind as u8);
         cols.lens.push(entry.value.len());
-        cols.values.extend_from_slice(&entry.value);
+        cols.values.extend_from_slice(entry.value);
         self.raw_size += ENTRY_OVERHEAD + entry.value.len();
     }
 
