@@ -112,9 +112,9 @@ pub(crate) fn flush(
 }
 
 /// The partitions a range delete may need to reach: those with tables or memtable data.
-fn live_partitions(mem: &Memtable, version: &Version, width: i64) -> BTreeSet<i64> {
+fn live_partitions(reader: &FlushReader<'_>, version: &Version, width: i64) -> BTreeSet<i64> {
     let mut partitions = version.partitions();
-    mem.for_each_ts(|ts| {
+    reader.for_each_ts(|ts| {
         partitions.insert(version.state.grouped(partition_of(ts, width)));
     });
     partitions
@@ -269,21 +269,20 @@ fn write_entries(
     let mut partitions: Option<BTreeSet<i64>> = None;
     let reader = mem.flush_reader();
     let mut window: Vec<FlushPoint> = Vec::with_capacity(WINDOW);
-    let mut deletes = Vec::new();
-    for user in mem.users() {
+    for user in reader.users() {
         let start = window.len();
-        reader.user_points(user, &mut window, &mut deletes);
+        user.points(&mut window);
+        let deletes = user.range_deletes();
         if !deletes.is_empty() {
             // Rare: range deletes must be merged into the unsequence streams in order.
             let mine = window.split_off(start).iter().map(|p| reader.entry(p)).collect();
             router.write(builders, &reader, &window)?;
             window.clear();
             if partitions.is_none() {
-                partitions = Some(live_partitions(mem, version, width));
+                partitions = Some(live_partitions(&reader, version, width));
             }
             let partitions = partitions.as_ref().map_or(&EMPTY, |p| p);
-            router.write_with_range_deletes(builders, mine, &deletes, partitions)?;
-            deletes.clear();
+            router.write_with_range_deletes(builders, mine, deletes, partitions)?;
         } else if window.len() >= WINDOW {
             router.write(builders, &reader, &window)?;
             window.clear();
