@@ -23,7 +23,6 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use parking_lot::{Condvar, Mutex, RwLock};
 use strata_sstable::{BlockCache, Kind, TableOptions};
 use strata_vfs::{FileSystem, LockGuard, OsFs};
@@ -32,7 +31,7 @@ use strata_wal::{Batch, Op, Wal, MAX_BATCH_BYTES};
 use crate::compactor::Compactor;
 use crate::flush::{flush, FlushContext};
 use crate::manifest::{Edit, ManifestWriter};
-use crate::memtable::{Memtable, Point};
+use crate::memtable::{Memtable, Point, Spare};
 use crate::open::fresh_manifest;
 use crate::publish::Publisher;
 use crate::read::{RangeIter, ReadView};
@@ -100,6 +99,9 @@ pub(crate) struct Inner {
     pub compactor: Compactor,
     /// Serializes retention passes.
     pub retention: Mutex<()>,
+    /// The memory of the last flushed memtable that nothing else held, for the next one
+    /// (see [`Spare`]).
+    pub spare: Mutex<Option<Spare>>,
 }
 
 impl Db {
@@ -411,7 +413,7 @@ pub(crate) fn apply(mem: &Memtable, batch: &Batch, first: u64) -> (i64, u64) {
             Op::DeleteRange { user, first, last } => mem.insert_range_delete(user, first, last, seqno),
         }
     }
-    mem.insert_batch(Bytes::copy_from_slice(encoded), &points);
+    mem.insert_batch(mem.copy_batch(encoded), &points);
     (newest, raw_bytes)
 }
 
@@ -529,7 +531,7 @@ impl Inner {
         imms.push(Arc::clone(&current.mem));
         imms.extend(current.imms.iter().cloned());
         *current = Arc::new(SuperVersion {
-            mem: Arc::new(Memtable::new()),
+            mem: Arc::new(self.spare.lock().take().map_or_else(Memtable::new, Memtable::recycled)),
             imms,
             version: Arc::clone(&current.version),
         });
@@ -577,9 +579,16 @@ impl Inner {
                 let _queue = self.queue.lock();
                 self.done.notify_all();
             }
-            // The flushed memtable is freed here unless a reader still holds it (then it is
-            // freed by that reader, and the next flush's trim returns it).
-            drop(imm);
+            // The flushed memtable's memory goes to the next one unless a reader still holds
+            // it (then that reader frees it, and the next flush's trim returns it).
+            if let Some(mem) = Arc::into_inner(imm) {
+                let spare = mem.into_spare();
+                // A memtable that started with more than half its budget held would flush
+                // small tables (workloads of tiny payloads, whose runs are most of the heap).
+                if spare.heap() <= self.options.memtable_bytes / 2 {
+                    *self.spare.lock() = Some(spare);
+                }
+            }
             if self.options.release_memory_after_flush {
                 crate::memory::release_free_memory();
             }

@@ -138,6 +138,7 @@ pub(crate) fn open(fs: Arc<dyn FileSystem>, dir: &Path, options: Options) -> Res
         next_file: AtomicU64::new(next_file),
         compactor: Default::default(),
         retention: Mutex::new(()),
+        spare: Mutex::new(None),
         options,
         fs,
     })

@@ -29,7 +29,9 @@ pub struct PartitionStats {
 pub struct Stats {
     /// Per partition, ascending.
     pub partitions: Vec<PartitionStats>,
-    /// Bytes held by the mutable and the immutable memtables.
+    /// Bytes held by the mutable and the immutable memtables. An empty memtable built on a
+    /// flushed one's memory holds that memory's runs from the start (at most half of
+    /// `Options::memtable_bytes`), so this is not zero right after a flush.
     pub memtable_bytes: u64,
     /// Immutable memtables waiting for flush.
     pub immutable_memtables: u64,

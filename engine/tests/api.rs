@@ -513,7 +513,10 @@ fn stats_count_flushes_partitions_and_bytes() {
     db.flush().unwrap();
     let stats = db.stats();
     assert!(stats.flushes >= 1, "{stats:?}");
-    assert_eq!(stats.memtable_bytes, 0, "{stats:?}");
+    // The new memtable may hold the flushed one's emptied runs, never more than half a
+    // memtable; the flushed one's batches are gone.
+    assert!(stats.memtable_bytes <= small().memtable_bytes as u64 / 2, "{stats:?}");
+    assert!(stats.memtable_bytes < before.memtable_bytes, "{stats:?}");
     assert_eq!(stats.immutable_memtables, 0);
     assert_eq!(stats.events_flushed, 3_000);
     assert_eq!(stats.late_events, 0);
