@@ -517,19 +517,31 @@ impl Merge {
             }
             // In either order a key's versions are adjacent.
             let ts = entry.ts;
-            let mut best: Option<Entry> = None;
-            let mut next = Some(entry);
-            while let Some(version) = next.take_if(|e| e.ts == ts) {
-                if version.seqno <= self.view.seqno && best.as_ref().is_none_or(|b| version.seqno > b.seqno) {
-                    best = Some(version);
+            let mut next = self.cursors[c].next(&mut failure);
+            if next.as_ref().is_none_or(|e| e.ts != ts) {
+                // The common case, one version: decided without moving the entry again. Each
+                // move of an `Option<Entry>` copied its padding with overlapping loads that
+                // stalled on store forwarding, and the general loop below made three: 70% of
+                // this function's time in the query-only profile.
+                if failure.is_none() && entry.seqno <= self.view.seqno && entry.kind == Kind::Put {
+                    out.push(Event { user: self.user, ts, payload: entry.value });
                 }
-                next = self.cursors[c].next(&mut failure);
+            } else {
+                let mut best = (entry.seqno <= self.view.seqno).then_some(entry);
+                while let Some(version) = next.take_if(|e| e.ts == ts) {
+                    if version.seqno <= self.view.seqno
+                        && best.as_ref().is_none_or(|b| version.seqno > b.seqno)
+                    {
+                        best = Some(version);
+                    }
+                    next = self.cursors[c].next(&mut failure);
+                }
+                if let Some(best) = best.filter(|b| b.kind == Kind::Put && failure.is_none()) {
+                    out.push(Event { user: self.user, ts, payload: best.value });
+                }
             }
             if let Some(err) = failure {
                 return Err(err);
-            }
-            if let Some(best) = best.filter(|b| b.kind == Kind::Put) {
-                out.push(Event { user: self.user, ts, payload: best.value });
             }
             head = next;
         }
