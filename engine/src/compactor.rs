@@ -44,6 +44,8 @@ use crate::{CompactionKindStats, CompactionStats, Error, Result};
 
 /// How long a partition whose background compaction failed is left alone.
 pub(crate) const RETRY_AFTER: Duration = Duration::from_secs(30);
+/// The longest a merge waits for the flush per block it writes ([`Inner::yield_to_flush`]).
+const MAX_FLUSH_YIELD: Duration = Duration::from_millis(50);
 /// How often an idle compaction thread looks again without being woken (erasure deadlines
 /// and wall-clock retention move on their own).
 const IDLE_POLL: Duration = Duration::from_secs(1);
@@ -459,6 +461,20 @@ impl Inner {
         self.compactor.debt.store(debt, Ordering::Relaxed);
     }
 
+    /// Waits while a full memtable waits for the flush thread and the debt is below the soft
+    /// limit (at most [`MAX_FLUSH_YIELD`] per call): on a machine with fewer cores than busy
+    /// threads, a merge took an eighth of the flush thread's core even at nice +19, and the
+    /// writers waited on the flush.
+    fn yield_to_flush(&self) {
+        let start = Instant::now();
+        while start.elapsed() < MAX_FLUSH_YIELD
+            && self.compactor.debt() <= self.options.compaction_debt_soft_bytes
+            && !self.current.read().imms.is_empty()
+        {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+
     /// How long a write waits for compaction debt: nothing below the soft limit, rising
     /// linearly to [`MAX_DEBT_DELAY`] at the hard limit, and never more, so that debt
     /// slows ingest smoothly and never stops it.
@@ -584,7 +600,10 @@ impl Inner {
                 let path = self.dir.join(table_name(number));
                 TableBuilder::create(Arc::clone(&self.fs), &path, self.options.table.clone(), meta)
             };
-            let mut written = |bytes: u64| self.compactor.pace(bytes, rate);
+            let mut written = |bytes: u64| {
+                self.compactor.pace(bytes, rate);
+                self.yield_to_flush();
+            };
             // The ts of the user's k-th newest event visible now (every memtable and table), or
             // `None` with fewer than k. A read error also gives `None`: the cap then drops
             // nothing of that user in this merge (reads still apply it).

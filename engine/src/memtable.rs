@@ -31,6 +31,12 @@
 //! is dropped, so the charge only grows: a replaced slot frees nothing (its vector keeps its
 //! capacity, the arena its buffer).
 //!
+//! Recycling: a flushed memtable that no reader holds is not freed but emptied into a
+//! [`Spare`] (its maps, each active user's run emptied with its capacity kept, and the batch
+//! buffers no reader shares), and the next memtable is built on it. A memtable built so
+//! starts charged with the runs' capacity, and a batch buffer is charged by length when it is
+//! filled again.
+//!
 //! Why per-user sorted vectors and not a skiplist: the workload is time-ordered appends, so
 //! the common insert (the newest event of its user) is an O(1) `push` under one shard lock;
 //! late events cost a binary search and a `Vec::insert` in one user's run, which is short.
