@@ -579,10 +579,17 @@ impl Inner {
                 let _queue = self.queue.lock();
                 self.done.notify_all();
             }
-            // The flushed memtable's memory goes to the next one unless a reader still holds
-            // it (then that reader frees it, and the next flush's trim returns it).
+            // The flushed memtable's memory is reused unless a reader still holds it (then that
+            // reader frees it, and the next flush's trim returns it): its batch buffers by the
+            // memtable being filled, its runs by the next one.
             if let Some(mem) = Arc::into_inner(imm) {
-                let spare = mem.into_spare();
+                let (spare, buffers) = mem.into_spare();
+                let mem = Arc::clone(&self.current.read().mem);
+                // No more than the batches it has room for.
+                mem.give_buffers(
+                    buffers,
+                    self.options.memtable_bytes.saturating_sub(mem.approximate_bytes()),
+                );
                 // A memtable that started with more than half its budget held would flush
                 // small tables (workloads of tiny payloads, whose runs are most of the heap).
                 if spare.heap() <= self.options.memtable_bytes / 2 {

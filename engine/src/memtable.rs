@@ -31,11 +31,11 @@
 //! is dropped, so the charge only grows: a replaced slot frees nothing (its vector keeps its
 //! capacity, the arena its buffer).
 //!
-//! Recycling: a flushed memtable that no reader holds is not freed but emptied into a
-//! [`Spare`] (its maps, each active user's run emptied with its capacity kept, and the batch
-//! buffers no reader shares), and the next memtable is built on it. A memtable built so
-//! starts charged with the runs' capacity, and a batch buffer is charged by length when it is
-//! filled again.
+//! Recycling: a flushed memtable that no reader holds is not freed but emptied. Its maps,
+//! each active user's run emptied with its capacity kept, become a [`Spare`] that the next
+//! memtable is built on (charged with the runs' capacity from the start); its batch buffers
+//! that no reader shares go to the memtable being filled, which copies batches into them
+//! (charged by length, as a fresh copy is).
 //!
 //! Why per-user sorted vectors and not a skiplist: the workload is time-ordered appends, so
 //! the common insert (the newest event of its user) is an O(1) `push` under one shard lock;
@@ -315,17 +315,17 @@ pub struct Point {
 #[derive(Debug, Default)]
 struct Shard(RwLock<HashMap<u64, UserRun, FastHash>>);
 
-/// The memory of a flushed memtable, kept for the next one ([`Memtable::into_spare`],
-/// [`Memtable::recycled`]): its shard maps, each run emptied but keeping its vector, and its
-/// emptied batch buffers. Users mostly come back from one memtable to the next, so the next
-/// memtable's inserts find their run and its room already there. Freeing the runs cost the
-/// flush thread 13% of its time (a `free` per user, into the writer's malloc arena), and
-/// growing them again cost the writer a third of its insert (`malloc`, `realloc` copies, and
-/// page faults on memory the trim after each flush had returned).
+/// The runs of a flushed memtable, kept for the next one ([`Memtable::into_spare`],
+/// [`Memtable::recycled`]): its shard maps, each run emptied but keeping its vector. Users
+/// mostly come back from one memtable to the next, so the next memtable's inserts find their
+/// run and its room already there. Freeing the runs cost the flush thread 13% of its time (a
+/// `free` per user, into the writer's malloc arena), and growing them again cost the writer
+/// a third of its insert (`malloc`, `realloc` copies, and page faults on memory the trim
+/// after each flush had returned). (The batch buffers go to the memtable being filled at
+/// once: [`Memtable::give_buffers`].)
 pub struct Spare {
     shards: Box<[Shard; SHARDS]>,
-    buffers: Vec<BytesMut>,
-    /// Heap the maps and runs hold (not the buffers, which are charged as batches fill them).
+    /// Heap the maps and runs hold.
     heap: usize,
 }
 
@@ -336,7 +336,7 @@ pub struct Memtable {
     /// The arena: the buffer of every batch inserted, holding the payloads that slots
     /// point into. Appended to once per batch; never shrinks.
     chunks: RwLock<Vec<Bytes>>,
-    /// Emptied batch buffers of a flushed memtable ([`Spare`]), which
+    /// Emptied batch buffers of a flushed memtable ([`Memtable::give_buffers`]), which
     /// [`Memtable::copy_batch`] fills before it allocates.
     spare_buffers: Mutex<Vec<BytesMut>>,
     /// Approximate memory held, in bytes.
@@ -376,23 +376,22 @@ impl Memtable {
         }
     }
 
-    /// An empty memtable built on the memory a flushed one left ([`Memtable::into_spare`]).
+    /// An empty memtable built on the runs a flushed one left ([`Memtable::into_spare`]).
     /// The runs' capacity is charged from the start: it is held, and inserts fill it
     /// without growing.
     pub fn recycled(spare: Spare) -> Memtable {
         let mut mem = Memtable::new();
         mem.shards = spare.shards;
-        mem.spare_buffers = Mutex::new(spare.buffers);
         mem.bytes = AtomicUsize::new(spare.heap);
         mem
     }
 
-    /// Empties this flushed memtable into a [`Spare`] for the next one. The runs of users
-    /// that had points keep their vector's capacity; the others are freed, so what is kept
-    /// is bounded by what the last memtable used. Batch buffers that no reader still shares
-    /// are kept, emptied.
-    pub fn into_spare(self) -> Spare {
-        let Memtable { mut shards, chunks, .. } = self;
+    /// Empties this flushed memtable: its runs into a [`Spare`] for the next memtable (the
+    /// runs of users that had points keep their vector's capacity; the others are freed, so
+    /// what is kept is bounded by what this memtable used), and its batch buffers that no
+    /// reader still shares returned, emptied, for [`Memtable::give_buffers`].
+    pub fn into_spare(self) -> (Spare, Vec<BytesMut>) {
+        let Memtable { mut shards, chunks, spare_buffers, .. } = self;
         let mut heap = 0;
         for shard in shards.iter_mut() {
             let map = shard.0.get_mut();
@@ -404,16 +403,30 @@ impl Memtable {
             }
             heap += map_heap(map.capacity());
         }
-        let buffers = chunks
-            .into_inner()
-            .into_iter()
-            .filter_map(|buffer| buffer.try_into_mut().ok())
-            .map(|mut buffer| {
+        let mut buffers = spare_buffers.into_inner();
+        buffers.extend(chunks.into_inner().into_iter().filter_map(|buffer| buffer.try_into_mut().ok()).map(
+            |mut buffer| {
                 buffer.clear();
                 buffer
-            })
-            .collect();
-        Spare { shards, buffers, heap }
+            },
+        ));
+        (Spare { shards, heap }, buffers)
+    }
+
+    /// Adds emptied batch buffers for [`Memtable::copy_batch`] to fill, keeping no more than
+    /// `limit` bytes of capacity waiting (the rest is freed). The flush hands a flushed
+    /// memtable's buffers to the one being filled at once: kept for the next memtable
+    /// instead, they sat unused beside three live memtables and raised the peak memory.
+    pub fn give_buffers(&self, buffers: Vec<BytesMut>, limit: usize) {
+        let mut waiting = self.spare_buffers.lock();
+        let mut held: usize = waiting.iter().map(BytesMut::capacity).sum();
+        for buffer in buffers {
+            if held + buffer.capacity() > limit {
+                break;
+            }
+            held += buffer.capacity();
+            waiting.push(buffer);
+        }
     }
 
     /// A copy of a batch's encoding for the arena ([`Memtable::insert_batch`]), in a spare
@@ -745,6 +758,35 @@ mod tests {
     }
 
     /// Every entry of `user` in `lo..=hi`, walked forward in chunks of `chunks[i % len]`.
+    /// Given buffers are filled before `copy_batch` allocates, and no more than the limit
+    /// waits; a flushed memtable returns the buffers no reader shares.
+    #[test]
+    fn buffers_are_reused_within_the_limit_and_never_while_shared() {
+        let m = Memtable::new();
+        let buffers: Vec<BytesMut> = (0..4).map(|_| BytesMut::with_capacity(100)).collect();
+        let given: Vec<*const u8> = buffers.iter().map(|b| b.as_ptr()).collect();
+        m.give_buffers(buffers, 250);
+        let copies: Vec<Bytes> =
+            [&b"hello"[..], b"world", b"again"].iter().map(|b| m.copy_batch(b)).collect();
+        assert_eq!(copies.iter().map(|c| &c[..]).collect::<Vec<_>>(), [&b"hello"[..], b"world", b"again"]);
+        let reused: Vec<bool> = copies.iter().map(|c| given.contains(&c.as_ptr())).collect();
+        assert_eq!(reused, [true, true, false], "two buffers fit the 250-byte limit");
+
+        let m = Memtable::new();
+        m.insert(1, 10, 1, Kind::Put, Bytes::from_static(b"kept"));
+        m.insert(2, 20, 2, Kind::Put, Bytes::from_static(b"free"));
+        let mut held = Vec::new();
+        m.scan(1, None, i64::MIN, i64::MAX, 10, &mut held);
+        let (spare, buffers) = m.into_spare();
+        assert_eq!(buffers.len(), 1, "the buffer a reader holds is not handed out");
+        assert!(buffers.iter().all(|b| b.is_empty()));
+        assert_eq!(&held[0].value[..], b"kept");
+        let next = Memtable::recycled(spare);
+        assert!(next.is_empty());
+        assert_eq!(next.users(), Vec::<u64>::new());
+        assert_eq!(next.user_bounds(1), None);
+    }
+
     fn walk(m: &Memtable, user: u64, lo: i64, hi: i64, chunks: &[usize]) -> Vec<Entry> {
         let mut all = Vec::new();
         let mut after = None;
@@ -1087,9 +1129,10 @@ mod tests {
                             Op::RangeDelete(_, first, last) => p.insert_range_delete(user, *first, *last, seqno),
                         }
                     }
-                    let spare = p.into_spare();
+                    let (spare, buffers) = p.into_spare();
                     let heap = spare.heap();
                     let m = Memtable::recycled(spare);
+                    m.give_buffers(buffers, usize::MAX);
                     prop_assert_eq!(m.approximate_bytes(), heap);
                     (m, heap)
                 }
