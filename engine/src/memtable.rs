@@ -69,6 +69,9 @@ const ENTRY_OVERHEAD: usize = std::mem::size_of::<Entry>();
 const SLOT_BYTES: usize = std::mem::size_of::<Slot>();
 /// Heap of one batch's place in the arena's `chunks` (charged per unit of capacity).
 const CHUNK_BYTES: usize = std::mem::size_of::<Bytes>();
+/// A spare batch buffer of up to twice this (or twice the batch, if larger) is reused for a
+/// batch ([`Memtable::copy_batch`]).
+const MIN_FIT_BYTES: usize = 4096;
 /// Seed of the hash map's mix, so it is independent of the shard mix: otherwise every user
 /// of a shard would share the hash bits the map uses for its tags.
 const MAP_SEED: u64 = 0x9e37_79b9_7f4a_7c15;
@@ -432,14 +435,17 @@ impl Memtable {
     /// A copy of a batch's encoding for the arena ([`Memtable::insert_batch`]), in a spare
     /// buffer when there is one: a fresh allocation of that size comes from pages the last
     /// trim returned to the kernel, and the copy then paid a page fault every 4 KiB.
+    ///
+    /// A batch is charged by its length, so a spare buffer far larger than the batch is
+    /// freed rather than filled: it would hold memory the charge leaves out.
     pub fn copy_batch(&self, encoded: &[u8]) -> Bytes {
         let spare = self.spare_buffers.lock().pop();
         match spare {
-            Some(mut buffer) => {
+            Some(mut buffer) if buffer.capacity() <= 2 * encoded.len().max(MIN_FIT_BYTES) => {
                 buffer.extend_from_slice(encoded);
                 buffer.freeze()
             }
-            None => Bytes::copy_from_slice(encoded),
+            _ => Bytes::copy_from_slice(encoded),
         }
     }
 
@@ -771,6 +777,12 @@ mod tests {
         assert_eq!(copies.iter().map(|c| &c[..]).collect::<Vec<_>>(), [&b"hello"[..], b"world", b"again"]);
         let reused: Vec<bool> = copies.iter().map(|c| given.contains(&c.as_ptr())).collect();
         assert_eq!(reused, [true, true, false], "two buffers fit the 250-byte limit");
+        // A buffer far larger than the batch is not filled: the charge is the batch's length.
+        let huge = BytesMut::with_capacity(4 * MIN_FIT_BYTES);
+        let huge_at = huge.as_ptr();
+        m.give_buffers(vec![huge], usize::MAX);
+        assert_ne!(m.copy_batch(b"small").as_ptr(), huge_at);
+        assert!(m.spare_buffers.lock().is_empty(), "the oversized buffer was freed");
 
         let m = Memtable::new();
         m.insert(1, 10, 1, Kind::Put, Bytes::from_static(b"kept"));
