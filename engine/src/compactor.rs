@@ -464,12 +464,15 @@ impl Inner {
     /// Waits while a full memtable waits for the flush thread and the debt is below the soft
     /// limit (at most [`MAX_FLUSH_YIELD`] per call): on a machine with fewer cores than busy
     /// threads, a merge took an eighth of the flush thread's core even at nice +19, and the
-    /// writers waited on the flush.
+    /// writers waited on the flush. Never once the database is poisoned (the flush has
+    /// stopped, and the queue would never drain) or shutting down (`close` waits for merges).
     fn yield_to_flush(&self) {
         let start = Instant::now();
         while start.elapsed() < MAX_FLUSH_YIELD
             && self.compactor.debt() <= self.options.compaction_debt_soft_bytes
             && !self.current.read().imms.is_empty()
+            && self.poison.lock().is_none()
+            && !self.compactor.state.lock().shutdown
         {
             std::thread::sleep(Duration::from_millis(1));
         }
