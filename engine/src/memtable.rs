@@ -157,14 +157,16 @@ struct Slot {
 
 /// The entry a slot stands for, its payload sliced from the arena.
 fn entry(chunks: &[Bytes], user: u64, slot: &Slot) -> Entry {
-    let payload = match chunks.get(slot.chunk as usize) {
-        Some(buffer) if slot.kind == Kind::Put => {
-            let start = slot.offset as usize;
-            buffer.get(start..start + slot.len as usize).map_or_else(Bytes::new, |p| buffer.slice_ref(p))
-        }
-        _ => Bytes::new(),
-    };
+    let payload = payload(chunks, slot).map_or_else(Bytes::new, |(buffer, p)| buffer.slice_ref(p));
     Entry { user, ts: slot.ts, seqno: slot.seqno, kind: slot.kind, value: payload }
+}
+
+/// A put's payload and the arena buffer it lies in; `None` for a delete (or a slot outside
+/// the arena, which the write path never makes).
+fn payload<'a>(chunks: &'a [Bytes], slot: &Slot) -> Option<(&'a Bytes, &'a [u8])> {
+    let buffer = chunks.get(slot.chunk as usize).filter(|_| slot.kind == Kind::Put)?;
+    let start = slot.offset as usize;
+    Some((buffer, buffer.get(start..start + slot.len as usize)?))
 }
 
 /// A put or point delete as a flush takes it: the user and the slot, a plain copy that
@@ -214,7 +216,7 @@ impl FlushReader<'_> {
             .shards
             .iter()
             .flat_map(|shard| shard.iter())
-            .filter(|(_, run)| !run.entries.is_empty() || !run.range_deletes.is_empty())
+            .filter(|(_, run)| !run.is_empty())
             .map(|(&user, run)| FlushUser { user, run })
             .collect();
         users.sort_unstable_by_key(|u| u.user);
@@ -231,13 +233,7 @@ impl FlushReader<'_> {
     /// The point with its payload borrowed.
     pub fn entry_ref(&self, point: &FlushPoint) -> EntryRef<'_> {
         let slot = &point.slot;
-        let value = match self.chunks.get(slot.chunk as usize) {
-            Some(buffer) if slot.kind == Kind::Put => {
-                let start = slot.offset as usize;
-                buffer.get(start..start + slot.len as usize).unwrap_or_default()
-            }
-            _ => &[],
-        };
+        let value = payload(&self.chunks, slot).map_or(&[][..], |(_, p)| p);
         EntryRef { user: point.user, ts: slot.ts, seqno: slot.seqno, kind: slot.kind, value }
     }
 
@@ -269,6 +265,11 @@ impl UserRun {
     /// An empty run; its bounds are inverted until the first insert.
     fn new() -> UserRun {
         UserRun { entries: Vec::new(), range_deletes: Vec::new(), min_ts: i64::MAX, max_ts: i64::MIN }
+    }
+
+    /// Whether the run holds nothing (one kept from a recycled memtable and not used since).
+    fn is_empty(&self) -> bool {
+        self.entries.is_empty() && self.range_deletes.is_empty()
     }
 
     /// Widens the bounds to `lo..=hi`.
@@ -716,7 +717,7 @@ impl Memtable {
     #[cfg(test)]
     pub fn with_user<R>(&self, user: u64, f: impl FnOnce(&[Entry], &[Entry]) -> R) -> Option<R> {
         let shard = self.shard(user).read();
-        let run = shard.get(&user).filter(|run| !run.entries.is_empty() || !run.range_deletes.is_empty())?;
+        let run = shard.get(&user).filter(|run| !run.is_empty())?;
         let entries: Vec<Entry> = {
             let chunks = self.chunks.read();
             run.entries.iter().map(|e| entry(&chunks, user, e)).collect()

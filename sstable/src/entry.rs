@@ -66,11 +66,7 @@ impl Entry {
 
     /// For a range delete, the last timestamp it covers.
     pub fn range_last(&self) -> Option<i64> {
-        if self.kind != Kind::RangeDelete {
-            return None;
-        }
-        let bytes: [u8; 8] = self.value.as_ref().try_into().ok()?;
-        Some(i64::from_le_bytes(bytes))
+        self.as_ref().range_last()
     }
 
     /// The sort key: user ascending, ts ascending, seqno descending.
