@@ -129,6 +129,9 @@ pub struct IoCounters {
     pub write_bytes: u64,
     /// Bytes passed to write-like syscalls (`wchar`), whether or not they reach a disk.
     pub wchar: u64,
+    /// Bytes this process caused to be fetched from the storage layer (`read_bytes`): reads
+    /// the page cache could not serve.
+    pub read_bytes: u64,
 }
 
 impl IoCounters {
@@ -143,7 +146,11 @@ impl IoCounters {
                 .and_then(|v| v.trim().parse().ok())
                 .unwrap_or(0)
         };
-        IoCounters { write_bytes: field("write_bytes:"), wchar: field("wchar:") }
+        IoCounters {
+            write_bytes: field("write_bytes:"),
+            wchar: field("wchar:"),
+            read_bytes: field("read_bytes:"),
+        }
     }
 
     /// The counts since `earlier`.
@@ -151,6 +158,7 @@ impl IoCounters {
         IoCounters {
             write_bytes: self.write_bytes.saturating_sub(earlier.write_bytes),
             wchar: self.wchar.saturating_sub(earlier.wchar),
+            read_bytes: self.read_bytes.saturating_sub(earlier.read_bytes),
         }
     }
 }

@@ -102,6 +102,7 @@ const QUERY_FIELDS: &[&str] = &[
     "p99_us",
     "p999_us",
     "max_us",
+    "disk_read_bytes",
 ];
 
 /// Events generated at once before the clock starts: 2M events are about 170 MB of
@@ -110,7 +111,8 @@ pub const PREGENERATED_EVENTS: u64 = 2_000_000;
 /// Salt of the seed of the "latest" query users (shared with the `sstable` and `engine`
 /// subcommands, so all of them query the same users).
 const LATEST_SEED_SALT: u64 = crate::sstable_data::QUERY_SEED_SALT;
-const WARMUP_SEED_SALT: u64 = 0x5741_524d_5550_0001;
+/// Seeds the warm-up queries before the timed ones (also `engine --warmup-queries`).
+pub const WARMUP_SEED_SALT: u64 = 0x5741_524d_5550_0001;
 /// Seeds the users queried while the settle runs.
 pub const DURING_SEED_SALT: u64 = 0x4455_5249_4e47_0001;
 const RANGE_SEED_SALT: u64 = 0x5241_4e47_4551_0001;
@@ -628,6 +630,8 @@ struct TimedQueries {
     latencies: Latencies,
     elapsed: Duration,
     returned: u64,
+    /// Bytes the process read from storage meanwhile (not served by the page cache).
+    disk_read_bytes: u64,
 }
 
 /// Runs `queries` queries for users drawn from `zipf` with `seed`, split over the reader
@@ -642,6 +646,7 @@ fn run_queries(
 ) -> Result<TimedQueries> {
     let bar = progress(config, queries, what);
     let threads = config.reader_threads.max(1) as u64;
+    let io = IoCounters::now();
     let start = Instant::now();
     let outcomes: Vec<Result<(Latencies, u64)>> = std::thread::scope(|scope| {
         let handles: Vec<_> = (0..threads)
@@ -679,7 +684,8 @@ fn run_queries(
         latencies.merge(&l);
         returned += r;
     }
-    Ok(TimedQueries { latencies, elapsed, returned })
+    let disk_read_bytes = IoCounters::now().since(io).read_bytes;
+    Ok(TimedQueries { latencies, elapsed, returned, disk_read_bytes })
 }
 
 fn query_result(kind: EngineKind, phase: &str, timed: &TimedQueries) -> PhaseResult {
@@ -697,6 +703,7 @@ fn query_result(kind: EngineKind, phase: &str, timed: &TimedQueries) -> PhaseRes
             ("p99_us", s.p99_us),
             ("p999_us", s.p999_us),
             ("max_us", s.max_us),
+            ("disk_read_bytes", timed.disk_read_bytes as f64),
         ],
     )
 }

@@ -15,6 +15,8 @@ use std::time::{Duration, Instant};
 use clap::Args;
 use strata::{Db, Options, WriteBatch, WriteOptions};
 use strata_bench::hw::per_sec;
+use strata_bench::measure::IoCounters;
+use strata_bench::runner::WARMUP_SEED_SALT;
 use strata_bench::sstable_data::QUERY_SEED_SALT;
 use strata_bench::workload::{mix64, user_of_rank, Rng, Workload, WorkloadConfig, Zipf};
 use strata_bench::{Error, Result};
@@ -72,6 +74,11 @@ pub struct EngineArgs {
     /// comparing read-path builds on the very same tables; background compaction is off.
     #[arg(long, requires = "dir")]
     query_only: bool,
+    /// With `--query-only`: warm the cache as `run` does instead, with this many queries
+    /// drawn from the standard run's warm-up seed (not the timed queries' own), then time
+    /// one pass. The timed pass then misses the cache as often as `run`'s latest phase.
+    #[arg(long, requires = "query_only")]
+    warmup_queries: Option<usize>,
 }
 
 /// The engine's table options with `--block-kib` and `--zstd-level` applied.
@@ -130,8 +137,8 @@ pub fn run(args: &EngineArgs) -> Result<()> {
 
     // A first pass of the same queries warms the block cache: the figure is the steady
     // state of a server, not the first touch of each block after a restart.
-    latest_latencies(&db, &config, args.queries)?;
-    let mut latencies = latest_latencies(&db, &config, args.queries)?;
+    latest_latencies(&db, &config, QUERY_SEED_SALT, args.queries)?;
+    let mut latencies = latest_latencies(&db, &config, QUERY_SEED_SALT, args.queries)?;
     latencies.sort_unstable();
     let peak_rss_mib = peak_rss_mib();
 
@@ -221,15 +228,27 @@ fn query_only(args: &EngineArgs) -> Result<()> {
         );
     }
     let config = WorkloadConfig::with_seed(args.seed);
-    for pass in ["first (cold cache)", "second (as `engine` times it)"] {
+    let passes: &[(&str, u64, usize)] = match args.warmup_queries {
+        None => &[
+            ("first (cold cache)", QUERY_SEED_SALT, args.queries),
+            ("second (as `engine` times it)", QUERY_SEED_SALT, args.queries),
+        ],
+        Some(warmup) => &[
+            ("warm-up (as `run` warms)", WARMUP_SEED_SALT, warmup),
+            ("timed (as `run` times it)", QUERY_SEED_SALT, args.queries),
+        ],
+    };
+    for &(pass, salt, queries) in passes {
+        let io = IoCounters::now();
         let start = Instant::now();
-        let mut latencies = latest_latencies(&db, &config, args.queries)?;
+        let mut latencies = latest_latencies(&db, &config, salt, queries)?;
         let elapsed = start.elapsed();
         latencies.sort_unstable();
         let cache = db.stats().block_cache;
         println!(
             "latest 100, {pass} pass: {} queries/s (wall), p50 {:.2} us, p90 {:.2} us, p99 {:.2} us, \
-             p99.9 {:.2} us; block cache so far: {} hits, {} misses, {} inserts",
+             p99.9 {:.2} us; block cache so far: {} hits, {} misses, {} inserts; {:.1} MB read \
+             from the disk (not the page cache)",
             rate(per_sec(latencies.len() as f64, elapsed)),
             percentile_us(&latencies, 0.50),
             percentile_us(&latencies, 0.90),
@@ -238,6 +257,7 @@ fn query_only(args: &EngineArgs) -> Result<()> {
             thousands(cache.hits),
             thousands(cache.misses),
             thousands(cache.inserts),
+            IoCounters::now().since(io).read_bytes as f64 / 1e6,
         );
     }
     db.close()?;
@@ -323,9 +343,9 @@ fn make_batches(workload: &mut Workload, events: u64, per_batch: u64) -> Vec<Wri
     batches
 }
 
-fn latest_latencies(db: &Db, config: &WorkloadConfig, queries: usize) -> Result<Vec<Duration>> {
+fn latest_latencies(db: &Db, config: &WorkloadConfig, salt: u64, queries: usize) -> Result<Vec<Duration>> {
     let zipf = Zipf::new(config.users, config.zipf_s);
-    let mut rng = Rng::new(mix64(config.seed ^ QUERY_SEED_SALT));
+    let mut rng = Rng::new(mix64(config.seed ^ salt));
     let mut latencies = Vec::with_capacity(queries);
     let mut returned = 0u64;
     for _ in 0..queries {

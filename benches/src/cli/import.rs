@@ -399,11 +399,13 @@ struct Timed {
     /// Sum of the query times.
     elapsed: Duration,
     returned: u64,
+    /// The process's storage reads when the phase began.
+    io: IoCounters,
 }
 
 impl Timed {
     fn new() -> Timed {
-        Timed { latencies: Latencies::new(), elapsed: Duration::ZERO, returned: 0 }
+        Timed { latencies: Latencies::new(), elapsed: Duration::ZERO, returned: 0, io: IoCounters::now() }
     }
 
     fn record(&mut self, took: Duration, returned: usize) {
@@ -427,6 +429,7 @@ impl Timed {
                 ("p99_us", s.p99_us),
                 ("p999_us", s.p999_us),
                 ("max_us", s.max_us),
+                ("disk_read_bytes", IoCounters::now().since(self.io).read_bytes as f64),
             ],
         )
     }

@@ -435,6 +435,7 @@ const ROWS: &[Row] = &[
     row("latest-100: p99 us", "latest", "p99_us", 1.0, 1, Better::Lower),
     row("latest-100: p99.9 us", "latest", "p999_us", 1.0, 1, Better::Lower),
     row("latest-100: max us", "latest", "max_us", 1.0, 1, Better::Lower),
+    row("latest-100: MB read from disk", "latest", "disk_read_bytes", 1e-6, 1, Better::Lower),
     row("range 1h: queries/s", "range", "queries_per_sec", 1.0, 0, Better::Higher),
     row("range 1h: p50 us", "range", "p50_us", 1.0, 1, Better::Lower),
     row("range 1h: p99 us", "range", "p99_us", 1.0, 1, Better::Lower),
