@@ -129,6 +129,10 @@ pub struct CompactionStats {
     pub failures: u64,
     /// The last failure, if any.
     pub last_failure: Option<String>,
+    /// Time merges spent paused, between the blocks they write, while a full memtable
+    /// waited for the flush thread (only while the debt is under
+    /// `Options::compaction_debt_soft_bytes`): the flush goes first on a busy machine.
+    pub yielded_to_flush: Duration,
 }
 
 impl CompactionStats {

@@ -430,6 +430,7 @@ fn queries_on_an_open_database_under_read_faults_are_errors_never_wrong_answers(
         match (action, result) {
             (FaultAction::Fail(_), Err(e)) => assert_eq!(e.kind(), ErrorKind::Io, "{e}"),
             (FaultAction::FlipReadBit, Err(e)) => assert_eq!(e.kind(), ErrorKind::Corruption, "{e}"),
+            (FaultAction::Delay(_), Err(e)) => panic!("a delay is no fault, yet: {e}"),
             (_, Ok(state)) => assert!(state == expected, "{action:?}: {}", difference(&expected, &state)),
         }
         // Without the fault, the same handle answers right (nothing bad was cached).

@@ -9,10 +9,13 @@
 //!   one generator seeded with the seed, which every injected error prints.
 //! - A failed operation does not reach the inner file system, except that a failed append
 //!   first writes a strict prefix of its data, as a real disk may.
+//! - A delayed operation waits outside every lock of the wrapper, then runs as if no rule
+//!   had matched.
 
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use parking_lot::Mutex;
 
@@ -39,9 +42,13 @@ pub enum FaultAction {
     Fail(FsErrorKind),
     /// For `read_at` only: read, then flip one random bit of the buffer. No effect elsewhere.
     FlipReadBit,
+    /// Wait this long, then run the operation normally: a slow disk, or a thread that
+    /// lags behind the others.
+    Delay(Duration),
 }
 
-/// One fault rule: when it fires, which operations and paths it is limited to, what it does.
+/// One fault rule: when it fires, which operations, paths and threads it is limited to, what
+/// it does.
 #[derive(Clone, Debug)]
 pub struct FaultRule {
     /// Which operation indices the rule applies to.
@@ -50,6 +57,9 @@ pub struct FaultRule {
     pub op: Option<OpKind>,
     /// Only paths whose display string contains this, if set (for rename: source or target).
     pub path_contains: Option<String>,
+    /// Only operations made by a thread of exactly this name, if set (the engine names its
+    /// background threads, for example `strata-flush`).
+    pub thread_name: Option<String>,
     /// What the rule does.
     pub action: FaultAction,
 }
@@ -57,7 +67,7 @@ pub struct FaultRule {
 impl FaultRule {
     /// A rule for every kind of operation and every path.
     pub fn new(when: When, action: FaultAction) -> Self {
-        FaultRule { when, op: None, path_contains: None, action }
+        FaultRule { when, op: None, path_contains: None, thread_name: None, action }
     }
 
     /// Limits the rule to one kind of operation.
@@ -72,11 +82,22 @@ impl FaultRule {
         self
     }
 
+    /// Limits the rule to operations of the thread named `name`.
+    pub fn on_thread(mut self, name: impl Into<String>) -> Self {
+        self.thread_name = Some(name.into());
+        self
+    }
+
     /// Whether the rule applies. The filters come first so that a `Probability` rule draws
     /// from the generator only for operations it could apply to.
     fn matches(&self, index: u64, op: OpKind, paths: &[&Path], rng: &mut SimRng) -> bool {
         if self.op.is_some_and(|only| only != op) {
             return false;
+        }
+        if let Some(name) = &self.thread_name {
+            if std::thread::current().name() != Some(name.as_str()) {
+                return false;
+            }
         }
         if let Some(fragment) = &self.path_contains {
             if !paths.iter().any(|path| path.display().to_string().contains(fragment.as_str())) {
@@ -119,6 +140,12 @@ impl Shared {
         let mut control = self.control.lock();
         let Control { rules, rng } = &mut *control;
         let action = rules.iter().find(|rule| rule.matches(index, op, paths, rng)).map(|rule| rule.action);
+        drop(control);
+        if let Some(FaultAction::Delay(wait)) = action {
+            // Outside the lock: other threads' operations go on meanwhile.
+            std::thread::sleep(wait);
+            return Verdict { index, action: None };
+        }
         Verdict { index, action }
     }
 
@@ -291,7 +318,8 @@ impl File for FaultFile {
                 self.flip_random_bit(buf);
                 Ok(())
             }
-            None => self.inner.read_at(offset, buf),
+            // `decide` has already waited out a delay.
+            Some(FaultAction::Delay(_)) | None => self.inner.read_at(offset, buf),
         }
     }
 
@@ -396,6 +424,31 @@ mod tests {
         assert_eq!((err.kind, err.path), (FsErrorKind::NoSpace, p("/db/1.log")), "target matches");
         fs.rename(&p("/db/1.log"), &p("/db/2.log")).unwrap();
         assert_eq!(sim.paths(), vec![p("/db/2.log")]);
+    }
+
+    #[test]
+    fn thread_filter_and_delay() {
+        let (_sim, fs) = setup(4);
+        let fs = Arc::new(fs);
+        fs.add_rule(eio(When::Always).on_op(OpKind::Len).on_thread("faulty"));
+        let wait = Duration::from_millis(20);
+        fs.add_rule(FaultRule::new(When::Always, FaultAction::Delay(wait)).on_op(OpKind::SyncData));
+        let f: Arc<dyn File> = Arc::from(fs.create(&p("/db/a")).unwrap());
+        f.append(b"abc").unwrap();
+        assert_eq!(f.len().unwrap(), 3, "this thread is not named faulty");
+        let other = Arc::clone(&f);
+        let err = std::thread::Builder::new()
+            .name("faulty".into())
+            .spawn(move || other.len())
+            .unwrap()
+            .join()
+            .unwrap()
+            .unwrap_err();
+        assert_eq!((err.op, err.kind), (OpKind::Len, FsErrorKind::Io));
+        let start = std::time::Instant::now();
+        f.sync_data().unwrap();
+        assert!(start.elapsed() >= wait, "the sync waited for the delay");
+        assert_eq!(fs.injected_count(), 1, "a delay is not a failure");
     }
 
     fn probability_outcomes(seed: u64) -> Vec<bool> {
