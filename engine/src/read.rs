@@ -21,6 +21,7 @@
 //! whose span contains `ts` (a table's span includes its range deletes), so it has been
 //! loaded before any event at `ts` is resolved.
 
+use std::cell::RefCell;
 use std::collections::{BinaryHeap, VecDeque};
 use std::ops::RangeBounds;
 use std::sync::Arc;
@@ -188,9 +189,23 @@ enum Cursor {
 /// alternating pairs of `strata-bench engine --query-only`.
 struct RevChunks {
     iter: UserRevIter,
-    buf: std::vec::IntoIter<Entry>,
+    /// The fetched entries not yet returned, in reverse: the next one is last.
+    buf: Vec<Entry>,
     chunk: usize,
 }
+
+thread_local! {
+    /// Chunk buffers of finished cursors, kept for this thread's next reads. A hot user's
+    /// first chunk is 101 entries (6.5 KB): above malloc's per-thread cache, so each was a
+    /// trip into the arena, and in a process whose arenas were fragmented by ingest and
+    /// compaction (the benchmark's query threads inherit one) `_int_malloc` took 11% of a
+    /// reader's time in the standard run, against 3% in a fresh process.
+    static SPARE_CHUNKS: RefCell<Vec<Vec<Entry>>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Buffers kept per thread: a read opens a cursor per table it reaches (a cold user's reads
+/// two or three at once).
+const SPARE_CHUNKS_MAX: usize = 4;
 
 impl RevChunks {
     const FIRST_CHUNK: usize = 128;
@@ -198,25 +213,42 @@ impl RevChunks {
 
     fn new(iter: UserRevIter, wanted: usize) -> RevChunks {
         let chunk = wanted.clamp(1, Self::FIRST_CHUNK);
-        RevChunks { iter, buf: Vec::new().into_iter(), chunk }
+        // `try_with`: a cursor may live in a thread-local being torn down.
+        let buf = SPARE_CHUNKS.try_with(|spare| spare.borrow_mut().pop()).ok().flatten().unwrap_or_default();
+        RevChunks { iter, buf, chunk }
     }
 
     fn next(&mut self, failure: &mut Option<Error>) -> Option<Entry> {
-        if let Some(entry) = self.buf.next() {
+        if let Some(entry) = self.buf.pop() {
             return Some(entry);
         }
-        // Sized by `next_chunk` as blocks add entries: a cold user's table gives 1-3, and
-        // allocating `chunk` (128 entries, 8 KB) per table opened was a large malloc each;
-        // without it malloc's `unlink_chunk` and `malloc_consolidate` (large-chunk work)
-        // fell from 3.7% to 0.6% of the query-only profile.
-        let mut chunk = Vec::new();
-        if let Err(err) = self.iter.next_chunk(self.chunk, &mut chunk) {
+        // `next_chunk` reserves room for what each block adds: a cold user's table gives
+        // 1-3 entries, and a fresh buffer of `chunk` (128 entries, 8 KB) per table opened
+        // was a large malloc each.
+        if let Err(err) = self.iter.next_chunk(self.chunk, &mut self.buf) {
             *failure = Some(err.into());
             return None;
         }
         self.chunk = (self.chunk * 2).min(Self::MAX_CHUNK);
-        self.buf = chunk.into_iter();
-        self.buf.next()
+        self.buf.reverse();
+        self.buf.pop()
+    }
+}
+
+impl Drop for RevChunks {
+    fn drop(&mut self) {
+        let mut buf = std::mem::take(&mut self.buf);
+        // Unreturned entries hold payloads (`Bytes` of cached blocks): dropped here, not kept.
+        buf.clear();
+        if buf.capacity() > 0 && buf.capacity() <= Self::MAX_CHUNK {
+            // During thread teardown there is nowhere to keep it: it is freed.
+            let _ = SPARE_CHUNKS.try_with(|spare| {
+                let mut spare = spare.borrow_mut();
+                if spare.len() < SPARE_CHUNKS_MAX {
+                    spare.push(buf);
+                }
+            });
+        }
     }
 }
 
