@@ -226,6 +226,9 @@ impl RevChunks {
         // 1-3 entries, and a fresh buffer of `chunk` (128 entries, 8 KB) per table opened
         // was a large malloc each.
         if let Err(err) = self.iter.next_chunk(self.chunk, &mut self.buf) {
+            // Entries of the blocks before the failing one may be in `buf`: the read ends
+            // with the error, and none of them is ever returned.
+            self.buf.clear();
             *failure = Some(err.into());
             return None;
         }
