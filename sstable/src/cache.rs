@@ -44,15 +44,25 @@ const MAX_SHARDS: usize = 16;
 const MIN_SHARD_BYTES: usize = 512 * 1024;
 /// The end of a list, or no slot.
 const NIL: usize = usize::MAX;
-/// Budget per remembered first miss ([`Cache::lookup`]): one per about nine cached blocks
-/// (a decoded 8 KiB block takes about 14 KiB). So a block is admitted only if it misses
-/// again within the next few thousand misses: read every few hundred queries. Measured on
-/// the standard data (`strata-bench engine --query-only`, docs/PERFORMANCE.md): one ghost
-/// per cached block (8 KiB) admitted 133,000 blocks in 200,000 queries, mostly evicted
-/// before a second use, and the full decodes cost a quarter of the queries' time; 128 KiB
-/// admitted 16,000, for 1.28x the queries/s and 0.55x the p99. 32, 64 and 256 KiB fell
-/// between or near; 512 KiB and more admitted too few, and hot users' p50 rose.
-const GHOST_BYTES: usize = 128 * 1024;
+/// Budget per remembered first miss ([`Cache::lookup`]): one ghost slot per 256 KiB, about
+/// 18 cached blocks (a decoded 8 KiB block takes about 14 KiB), at least 64 per shard. A
+/// slot is direct-mapped, so a block is admitted only if it misses again before another
+/// first miss of its shard lands on the same slot: within about as many misses as the
+/// shard has slots. Admissions are what a reader pays most for (a whole block read, checked
+/// and decoded: 14 to 28 µs in the standard run) and they make the slowest 2% of "latest
+/// 100" queries, so fewer of them buy the tail more than the extra first misses (the
+/// user's entries only) cost.
+///
+/// Measured with `strata-bench run --preset standard --engines strata --mixed-secs 0
+/// --sync-events 0`, alternating runs (docs/PERFORMANCE.md). The 256 MiB cache has 16
+/// shards of 16 MiB, so 512 KiB and 1 MiB both gave the floor of 64 slots a shard, which
+/// is what 256 KiB gives: p99 25.6 / 21.2 / 28.5 / 21.7 and 27.7 / 22.5 µs, 140k / 145k /
+/// 129k / 148k and 134k / 144k queries/s; 128 KiB (128 slots a shard) gave 28.3 / 31.9 /
+/// 29.9 / 32.4 µs and 143k / 133k / 139k / 133k. The engine bench's same-seed warm-up
+/// (`strata-bench engine --query-only`) barely moves: p99 15.5 / 16.0 against 16.4 / 16.5
+/// µs. Earlier, one slot per cached block (8 KiB) admitted 133,000 blocks in 200,000
+/// queries, mostly evicted before a second use.
+const GHOST_BYTES: usize = 256 * 1024;
 
 /// What [`Cache::lookup`] found.
 pub enum Lookup<V> {
