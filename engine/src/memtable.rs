@@ -764,7 +764,6 @@ mod tests {
         entries.iter().map(|e| (e.ts, e.seqno)).collect()
     }
 
-    /// Every entry of `user` in `lo..=hi`, walked forward in chunks of `chunks[i % len]`.
     /// Given buffers are filled before `copy_batch` allocates, and no more than the limit
     /// waits; a flushed memtable returns the buffers no reader shares.
     #[test]
@@ -800,6 +799,7 @@ mod tests {
         assert_eq!(next.user_bounds(1), None);
     }
 
+    /// Every entry of `user` in `lo..=hi`, walked forward in chunks of `chunks[i % len]`.
     fn walk(m: &Memtable, user: u64, lo: i64, hi: i64, chunks: &[usize]) -> Vec<Entry> {
         let mut all = Vec::new();
         let mut after = None;

@@ -65,7 +65,7 @@ pub struct FaultRule {
 }
 
 impl FaultRule {
-    /// A rule for every kind of operation and every path.
+    /// A rule for every kind of operation, every path and every thread.
     pub fn new(when: When, action: FaultAction) -> Self {
         FaultRule { when, op: None, path_contains: None, thread_name: None, action }
     }
