@@ -39,6 +39,8 @@ pub struct UserIter {
     block_index: usize,
     block: Option<Arc<DecodedBlock>>,
     pos: usize,
+    /// The end of the user's entries with `ts <= hi` in the current block.
+    end: usize,
     done: bool,
 }
 
@@ -46,7 +48,7 @@ impl UserIter {
     pub(crate) fn new(table: Table, user: u64, lo: i64, hi: i64) -> Self {
         let done = lo > hi || !table.may_contain_user(user);
         let block_index = table.seek_block(user, lo);
-        UserIter { table, user, lo, hi, block_index, block: None, pos: 0, done }
+        UserIter { table, user, lo, hi, block_index, block: None, pos: 0, end: 0, done }
     }
 
     fn step(&mut self) -> Result<Option<Entry>> {
@@ -54,14 +56,13 @@ impl UserIter {
             // The block is borrowed, not cloned, per entry: an Arc clone per entry was half
             // the cost of a "latest 100" read.
             if let Some(block) = &self.block {
-                if self.pos < block.len() {
-                    if block.user(self.pos) != Some(self.user)
-                        || block.ts(self.pos).is_none_or(|ts| ts > self.hi)
-                    {
-                        return Ok(None);
-                    }
+                if self.pos < self.end {
                     self.pos += 1;
-                    return Ok(block.entry(self.pos - 1));
+                    return Ok(block.entry_of(self.pos - 1, self.user));
+                }
+                if self.end < block.len() {
+                    // The next entry is another user's, or past `hi`.
+                    return Ok(None);
                 }
                 self.block = None;
                 self.block_index += 1;
@@ -72,7 +73,8 @@ impl UserIter {
                 return Ok(None);
             }
             let block = self.table.user_block(self.block_index, self.user)?;
-            self.pos = block.lower_bound(self.user, self.lo);
+            let span = block.user_span(self.user, self.lo, self.hi);
+            (self.pos, self.end) = (span.start, span.end);
             self.block = Some(block);
         }
     }
@@ -111,13 +113,14 @@ impl UserRevIter {
     fn step(&mut self) -> Result<Option<Entry>> {
         loop {
             if let Some(block) = &self.block {
-                if self.pos > 0 {
-                    let i = self.pos - 1;
-                    if block.user(i) != Some(self.user) || block.ts(i).is_none_or(|ts| ts < self.lo) {
-                        return Ok(None);
-                    }
-                    self.pos = i;
-                    return Ok(block.entry(i));
+                // Entries `[first, pos)` are the user's with `lo <= ts <= hi`.
+                if self.pos > self.first {
+                    self.pos -= 1;
+                    return Ok(block.entry_of(self.pos, self.user));
+                }
+                if self.first > 0 {
+                    // The entry before is another user's, or before `lo`.
+                    return Ok(None);
                 }
                 self.block = None;
             }
@@ -203,18 +206,20 @@ pub struct TableIter {
     block_index: usize,
     block: Option<Arc<DecodedBlock>>,
     pos: usize,
+    /// The user run of `pos` in the block: a walk needs no search per entry.
+    run: usize,
     done: bool,
 }
 
 impl TableIter {
     pub(crate) fn new(table: Table) -> Self {
-        TableIter { table, block_index: 0, block: None, pos: 0, done: false }
+        TableIter { table, block_index: 0, block: None, pos: 0, run: 0, done: false }
     }
 
     fn step(&mut self) -> Result<Option<Entry>> {
         loop {
             if let Some(block) = &self.block {
-                if let Some(entry) = block.entry(self.pos) {
+                if let Some(entry) = block.entry_from_run(self.pos, &mut self.run) {
                     self.pos += 1;
                     return Ok(Some(entry));
                 }
@@ -225,7 +230,7 @@ impl TableIter {
                 return Ok(None);
             }
             self.block = Some(self.table.block_uncached(self.block_index)?);
-            self.pos = 0;
+            (self.pos, self.run) = (0, 0);
         }
     }
 }

@@ -70,7 +70,6 @@
 //! value byte may therefore decode to a different value; only the index checksum tells.
 
 use std::cell::RefCell;
-use std::ops::Range;
 
 use bytes::Bytes;
 
@@ -78,7 +77,11 @@ use crate::scratch::{self, Scratch};
 use crate::varint::{self, Reader};
 use crate::{Entry, EntryRef, Kind};
 
+pub use decoded::DecodedBlock;
+use decoded::{check_run_order, Column, Users, Widths};
+
 mod bits;
+mod decoded;
 mod rice;
 #[cfg(test)]
 mod rice_tests;
@@ -511,19 +514,6 @@ pub(crate) fn run_len(rest: &[u64], user: u64) -> usize {
     bound / 2 + window.partition_point(|&u| u == user)
 }
 
-/// A decoded block: columns in memory, values un-transposed into one buffer that the entries
-/// share.
-#[derive(Clone, Debug)]
-pub struct DecodedBlock {
-    users: Vec<u64>,
-    ts: Vec<i64>,
-    seqnos: Vec<u64>,
-    kinds: Vec<Kind>,
-    /// `n + 1` offsets into `values`.
-    offsets: Vec<u32>,
-    values: Bytes,
-}
-
 thread_local! {
     /// A decompression context per thread, kept because creating one costs more than
     /// decompressing a small block.
@@ -540,102 +530,6 @@ impl DecodedBlock {
     /// offset within the block, or within the uncompressed body.
     pub fn decode(on_disk: &[u8]) -> Result<DecodedBlock, String> {
         with_body(on_disk, parse)
-    }
-
-    /// Number of entries.
-    pub fn len(&self) -> usize {
-        self.ts.len()
-    }
-
-    /// Whether the block holds no entry.
-    pub fn is_empty(&self) -> bool {
-        self.ts.is_empty()
-    }
-
-    /// Entry `i`; its value shares the block's buffer.
-    pub fn entry(&self, i: usize) -> Option<Entry> {
-        let start = usize::try_from(*self.offsets.get(i)?).ok()?;
-        let end = usize::try_from(*self.offsets.get(i + 1)?).ok()?;
-        Some(Entry {
-            user: *self.users.get(i)?,
-            ts: *self.ts.get(i)?,
-            seqno: *self.seqnos.get(i)?,
-            kind: *self.kinds.get(i)?,
-            value: self.values.slice(start..end),
-        })
-    }
-
-    /// Appends up to `n` entries of `range`, last first (newest timestamp first within one
-    /// user), to `out`; returns how many. The "latest N" path: it walks the columns as equal
-    /// slices, so the per-entry work is five loads and one `Bytes` slice.
-    pub fn extend_rev(&self, range: Range<usize>, n: usize, out: &mut Vec<Entry>) -> usize {
-        let end = range.end.min(self.len());
-        let start = range.start.max(end.saturating_sub(n)).min(end);
-        let (Some(users), Some(ts), Some(seqnos), Some(kinds), Some(offsets)) = (
-            self.users.get(start..end),
-            self.ts.get(start..end),
-            self.seqnos.get(start..end),
-            self.kinds.get(start..end),
-            self.offsets.get(start..=end),
-        ) else {
-            return 0;
-        };
-        for i in (0..users.len()).rev() {
-            let (from, to) = (offsets[i] as usize, offsets[i + 1] as usize);
-            out.push(Entry {
-                user: users[i],
-                ts: ts[i],
-                seqno: seqnos[i],
-                kind: kinds[i],
-                value: self.values.slice(from..to),
-            });
-        }
-        users.len()
-    }
-
-    /// User of entry `i`.
-    pub fn user(&self, i: usize) -> Option<u64> {
-        self.users.get(i).copied()
-    }
-
-    /// Timestamp of entry `i`.
-    pub fn ts(&self, i: usize) -> Option<i64> {
-        self.ts.get(i).copied()
-    }
-
-    /// The entries of `user`; empty (at the position it would take) if the block has none.
-    pub fn user_range(&self, user: u64) -> Range<usize> {
-        let start = lower_bound_u64(&self.users, user);
-        start..start + run_len(self.users.get(start..).unwrap_or_default(), user)
-    }
-
-    /// The entries of `user` with `lo <= ts <= hi`: one search for the user's run, then
-    /// two within it (a reverse iterator's whole window in a block, found once).
-    pub fn user_span(&self, user: u64, lo: i64, hi: i64) -> Range<usize> {
-        let run = self.user_range(user);
-        let Some(ts) = self.ts.get(run.clone()) else { return run.start..run.start };
-        // "Latest N" reads whole runs (no time bounds): no search at all then.
-        let first = if lo == i64::MIN { run.start } else { run.start + ts.partition_point(|&t| t < lo) };
-        let end = if hi == i64::MAX { run.end } else { run.start + ts.partition_point(|&t| t <= hi) };
-        first..end.max(first)
-    }
-
-    /// The first entry whose `(user, ts)` is at or after `(user, ts)`, whatever its seqno.
-    pub fn lower_bound(&self, user: u64, ts: i64) -> usize {
-        let range = self.user_range(user);
-        let in_user = self.ts.get(range.clone()).map_or(0, |run| run.partition_point(|&t| t < ts));
-        range.start + in_user
-    }
-
-    /// Bytes held, for a cache's budget.
-    pub fn mem_size(&self) -> usize {
-        std::mem::size_of::<Self>()
-            + self.users.capacity() * 8
-            + self.ts.capacity() * 8
-            + self.seqnos.capacity() * 8
-            + self.kinds.capacity()
-            + self.offsets.capacity() * 4
-            + self.values.len()
     }
 }
 
@@ -706,20 +600,9 @@ fn at<'a, T>(
     read(r).map_err(|e| format!("{what} at uncompressed body byte {start}: {e}"))
 }
 
-/// Reads `v count, count x (value, v run_len)` whose run lengths sum to `n`.
-fn read_rle<T>(
-    r: &mut Reader<'_>,
-    n: usize,
-    what: &str,
-    value: impl FnMut(&mut Reader<'_>) -> Result<T, String>,
-) -> Result<Vec<(T, usize)>, String> {
-    let mut runs = Vec::new();
-    walk_rle(r, n, what, value, |item, len| runs.push((item, len)))?;
-    Ok(runs)
-}
-
-/// Reads an RLE column as [`read_rle`] does, handing each `(value, run_len)` to `visit`
-/// instead of collecting them: [`DecodedBlock::decode_user`] keeps only one range's runs.
+/// Reads an RLE column, `v count, count x (value, v run_len)` whose run lengths sum to `n`,
+/// handing each `(value, run_len)` to `visit`: the decoders keep only what they need of it
+/// (one range's runs, or one value for a column of one run).
 fn walk_rle<T>(
     r: &mut Reader<'_>,
     n: usize,
@@ -760,18 +643,17 @@ fn parse(body: &[u8], n: usize) -> Result<DecodedBlock, String> {
         return Err(format!("unknown flags {flags:#04x} at uncompressed body byte 0"));
     }
     let mode = TsMode::of(flags)?;
-    let runs = read_users(&mut r, n)?;
+    let (users, ends) = read_users(&mut r, n)?;
     let ts = match mode {
-        TsMode::Rice => read_rice_ts(&mut r, &runs, n)?,
-        _ => read_ts(&mut r, &runs, n, mode == TsMode::Dod)?,
+        TsMode::Rice => read_rice_ts(&mut r, &ends, n)?,
+        _ => read_ts(&mut r, &ends, n, mode == TsMode::Dod)?,
     };
-    let seqnos = read_seqnos(&mut r, &runs, n)?;
-    let kinds = read_rle(&mut r, n, "kinds", read_kind)?;
-    let lens = read_rle(&mut r, n, "value lengths", read_value_len)?;
-    let (offsets, total) = offsets(&lens, n).ok_or_else(|| "value lengths overflow the body".to_string())?;
-    let values = match (flags & FLAG_TRANSPOSED != 0, lens.as_slice()) {
+    let seqnos = read_seqnos(&mut r, &ends, n)?;
+    let kinds = read_kinds(&mut r, n)?;
+    let (widths, total, len_runs) = read_widths(&mut r, n)?;
+    let values = match (flags & FLAG_TRANSPOSED != 0, &widths) {
         (false, _) => at(&mut r, "values", |r| r.bytes(total))?.to_vec(),
-        (true, &[(width, _)]) if n >= 2 && width > 0 => {
+        (true, &Widths::Fixed(width)) if len_runs == 1 && n >= 2 && width > 0 => {
             at(&mut r, "values", |r| bits::read_planes(r, width, n))?
         }
         (true, _) => return Err("values flagged transposed without one common length".to_string()),
@@ -779,15 +661,94 @@ fn parse(body: &[u8], n: usize) -> Result<DecodedBlock, String> {
     if r.remaining() != 0 {
         return Err(format!("{} trailing bytes at uncompressed body byte {}", r.remaining(), r.position()));
     }
-    let users = runs.iter().flat_map(|&(user, len)| std::iter::repeat_n(user, len)).collect();
-    let kinds = kinds.iter().flat_map(|&(kind, len)| std::iter::repeat_n(kind, len)).collect();
-    let block = DecodedBlock { users, ts, seqnos, kinds, offsets, values: Bytes::from(values) };
+    let block = DecodedBlock {
+        users: Users::Runs { users, ends },
+        ts,
+        seqnos,
+        kinds,
+        widths,
+        values: Bytes::from(values),
+    };
     block.check_order()?;
     Ok(block)
 }
 
-fn read_users(r: &mut Reader<'_>, n: usize) -> Result<Vec<(u64, usize)>, String> {
-    read_rle(r, n, "users", user_reader())
+/// Reads the users column: each run's user, and where it ends.
+fn read_users(r: &mut Reader<'_>, n: usize) -> Result<(Vec<u64>, Vec<u32>), String> {
+    let (mut users, mut ends, mut end) = (Vec::new(), Vec::new(), 0usize);
+    walk_rle(r, n, "users", user_reader(), |user, len| {
+        end += len;
+        users.push(user);
+        // n <= MAX_BLOCK_ENTRIES (checked by `with_body`): every end fits, none saturates.
+        ends.push(u32::try_from(end).unwrap_or(u32::MAX));
+    })?;
+    Ok((users, ends))
+}
+
+/// The length of each run, from where the runs end.
+fn run_lens(ends: &[u32]) -> impl Iterator<Item = usize> + '_ {
+    let mut start = 0usize;
+    ends.iter().map(move |&end| {
+        let len = (end as usize).saturating_sub(start);
+        start = end as usize;
+        len
+    })
+}
+
+/// Reads the kinds column: one kind for all entries (no allocation), or one per entry once
+/// a second kind shows up.
+fn read_kinds(r: &mut Reader<'_>, n: usize) -> Result<Column<Kind>, String> {
+    let (mut column, mut seen) = (Column::Same(Kind::Put), 0usize);
+    walk_rle(r, n, "kinds", read_kind, |kind, len| {
+        column.push_run(seen, kind, len, n);
+        seen += len;
+    })?;
+    Ok(column)
+}
+
+/// Reads the value lengths column: one width for all values (no allocation), or the n + 1
+/// offsets once a second length shows up; also the values' total size and the number of
+/// runs the column holds.
+fn read_widths(r: &mut Reader<'_>, n: usize) -> Result<(Widths, usize, usize), String> {
+    let (mut width, mut seen, mut total, mut runs) = (0usize, 0usize, 0usize, 0usize);
+    let mut offsets: Option<Vec<u32>> = None;
+    let mut overflow = false;
+    walk_rle(r, n, "value lengths", read_value_len, |value_len, len| {
+        runs += 1;
+        if overflow {
+            return;
+        }
+        if offsets.is_none() && seen > 0 && value_len != width {
+            // The `seen` values so far are `width` bytes each, `total` in all.
+            // Every offset is at most `total`, within the limit: none saturates.
+            offsets = Some((0..=seen).map(|i| u32::try_from(i * width).unwrap_or(u32::MAX)).collect());
+        }
+        if offsets.is_none() {
+            width = value_len;
+        }
+        let Some(end) = value_len.checked_mul(len).and_then(|bytes| total.checked_add(bytes)) else {
+            overflow = true;
+            return;
+        };
+        if end > MAX_BLOCK_UNCOMPRESSED {
+            overflow = true;
+            return;
+        }
+        if let Some(offsets) = &mut offsets {
+            // Every offset is at most `end`, within the limit: none saturates.
+            offsets.extend((1..=len).map(|k| u32::try_from(total + k * value_len).unwrap_or(u32::MAX)));
+        }
+        total = end;
+        seen += len;
+    })?;
+    if overflow {
+        return Err("value lengths overflow the body".to_string());
+    }
+    let widths = match offsets {
+        Some(offsets) => Widths::Offsets(offsets),
+        None => Widths::Fixed(width),
+    };
+    Ok((widths, total, runs))
 }
 
 /// Reads the user of each run from its gap; the closure keeps the previous run's user.
@@ -803,25 +764,25 @@ fn user_reader() -> impl FnMut(&mut Reader<'_>) -> Result<u64, String> {
     }
 }
 
-fn read_ts(r: &mut Reader<'_>, runs: &[(u64, usize)], n: usize, dod: bool) -> Result<Vec<i64>, String> {
+fn read_ts(r: &mut Reader<'_>, ends: &[u32], n: usize, dod: bool) -> Result<Vec<i64>, String> {
     let base = at(r, "timestamps", |r| r.i64())?;
     let mut ts = Vec::with_capacity(n);
-    for &(_, len) in runs {
+    for len in run_lens(ends) {
         push_ts_run(r, base, len, dod, &mut ts)?;
     }
     Ok(ts)
 }
 
 /// Reads a Rice-coded timestamps column (`rice.rs`).
-fn read_rice_ts(r: &mut Reader<'_>, runs: &[(u64, usize)], n: usize) -> Result<Vec<i64>, String> {
+fn read_rice_ts(r: &mut Reader<'_>, ends: &[u32], n: usize) -> Result<Vec<i64>, String> {
     let base = at(r, "timestamps", |r| r.i64())?;
     let start = r.position();
     let failed = |e: String| format!("timestamps at uncompressed body byte {start}: {e}");
     // Runs are non-empty and sum to n, so there are n - R deltas.
-    let m = n - runs.len();
-    let (mut codes, mut firsts) = rice::Codes::read(r, runs.len(), m).map_err(failed)?;
+    let m = n - ends.len();
+    let (mut codes, mut firsts) = rice::Codes::read(r, ends.len(), m).map_err(failed)?;
     let mut ts = Vec::with_capacity(n);
-    for &(_, len) in runs {
+    for len in run_lens(ends) {
         let mut prev = base.wrapping_add(firsts.u64().map_err(failed)? as i64);
         ts.push(prev);
         for _ in 1..len {
@@ -858,13 +819,31 @@ fn push_ts_run(
     Ok(())
 }
 
-fn read_seqnos(r: &mut Reader<'_>, runs: &[(u64, usize)], n: usize) -> Result<Vec<u64>, String> {
+/// Reads the seqnos column. A settled table's seqnos are all 0: they are decoded into this
+/// thread's spare buffer and held as one value, with no allocation.
+fn read_seqnos(r: &mut Reader<'_>, ends: &[u32], n: usize) -> Result<Column<u64>, String> {
     let base = at(r, "seqnos", |r| r.u64())?;
-    let mut seqnos = Vec::with_capacity(n);
-    for &(_, len) in runs {
-        push_seqno_run(r, base, len, &mut seqnos)?;
+    let mut seqnos = SPARE_SEQNOS.try_with(|spare| spare.take()).unwrap_or_default();
+    seqnos.clear();
+    seqnos.reserve(n);
+    let read = run_lens(ends).try_for_each(|len| push_seqno_run(r, base, len, &mut seqnos));
+    let same = match seqnos.split_first() {
+        None => Some(0),
+        Some((first, rest)) => rest.iter().all(|s| s == first).then_some(*first),
+    };
+    match (read, same) {
+        (Ok(()), None) => Ok(Column::Each(seqnos)),
+        (read, _) => {
+            // Kept for the next block (during thread teardown it is simply freed).
+            let _ = SPARE_SEQNOS.try_with(|spare| spare.replace(seqnos));
+            read.map(|()| Column::Same(same.unwrap_or(0)))
+        }
     }
-    Ok(seqnos)
+}
+
+thread_local! {
+    /// The buffer [`read_seqnos`] decodes into when the seqnos turn out all equal.
+    static SPARE_SEQNOS: std::cell::Cell<Vec<u64>> = const { std::cell::Cell::new(Vec::new()) };
 }
 
 /// Decodes the `len` seqnos of one user run onto `seqnos`.
@@ -890,19 +869,4 @@ fn offsets(lens: &[(usize, usize)], n: usize) -> Option<(Vec<u32>, usize)> {
         }
     }
     Some((offsets, end))
-}
-
-impl DecodedBlock {
-    fn check_order(&self) -> Result<(), String> {
-        Self::check_keys(&self.users, &self.ts, &self.seqnos)
-    }
-
-    /// Table order over the key columns: (user, ts) ascending, seqno descending.
-    fn check_keys(users: &[u64], ts: &[i64], seqnos: &[u64]) -> Result<(), String> {
-        let keys = users.iter().zip(ts).zip(seqnos).map(|((u, t), s)| (*u, *t, std::cmp::Reverse(*s)));
-        match keys.clone().zip(keys.skip(1)).position(|(a, b)| a >= b) {
-            None => Ok(()),
-            Some(i) => Err(format!("entries {i} and {} out of table order", i + 1)),
-        }
-    }
 }

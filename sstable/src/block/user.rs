@@ -15,8 +15,9 @@ use std::ops::Range;
 use bytes::Bytes;
 
 use super::{
-    at, bits, offsets, push_seqno_run, push_ts_run, read_kind, read_value_len, rice, user_reader, walk_rle,
-    with_body, DecodedBlock, TsMode, FLAG_TRANSPOSED, KNOWN_FLAGS, MAX_BLOCK_UNCOMPRESSED,
+    at, bits, check_run_order, offsets, push_seqno_run, push_ts_run, read_kind, read_value_len, rice,
+    user_reader, walk_rle, with_body, Column, DecodedBlock, TsMode, Users, Widths, FLAG_TRANSPOSED,
+    KNOWN_FLAGS, MAX_BLOCK_UNCOMPRESSED,
 };
 use crate::varint::Reader;
 use crate::Kind;
@@ -66,11 +67,11 @@ impl DecodedBlock {
 
     fn empty() -> DecodedBlock {
         DecodedBlock {
-            users: Vec::new(),
+            users: Users::One(0),
             ts: Vec::new(),
-            seqnos: Vec::new(),
-            kinds: Vec::new(),
-            offsets: vec![0],
+            seqnos: Column::Same(0),
+            kinds: Column::Same(Kind::Put),
+            widths: Widths::Fixed(0),
             values: Bytes::new(),
         }
     }
@@ -107,10 +108,17 @@ fn parse_user(
     let mut seqnos = run_seqnos(&mut r, n, &run)?;
     let mut kinds = run_kinds(&mut r, n, &run)?;
     let lens = RunLens::read(&mut r, n, &run)?;
-    let (mut offsets, run_total) = offsets(&lens.run, run.len())
-        .ok_or_else(|| format!("value lengths at uncompressed body byte {}: overflow the body", lens.at))?;
-    let mut users = vec![user; run.len()];
-    let order = DecodedBlock::check_keys(&users, &ts, &seqnos);
+    // One value length for the whole run (a behaviour log's fixed payloads): no offsets.
+    let (mut widths, run_total) = match lens.run.as_slice() {
+        &[(width, count)] => (Widths::Fixed(width), width * count),
+        _ => offsets(&lens.run, run.len())
+            .map(|(offsets, total)| (Widths::Offsets(offsets), total))
+            .ok_or_else(|| {
+                format!("value lengths at uncompressed body byte {}: overflow the body", lens.at)
+            })?,
+    };
+    let order = check_run_order(&ts, |i| seqnos.get(i).copied())
+        .map_err(|(a, b)| format!("entries {a} and {b} out of table order"));
     // The kept entries, as positions in the run (a partition point on timestamps that the
     // order check has just found sorted).
     let (kept, cut) = match newest {
@@ -133,22 +141,37 @@ fn parse_user(
     }
     order.map_err(|e| format!("run of user {user}, block entries {run:?}: {e}"))?;
     if kept.len() < run.len() {
-        // `offsets` has one more element than the run, and `kept` lies within the run.
-        let cut_short = || format!("run of user {user}: entries {kept:?} past its {} offsets", offsets.len());
-        let kept_offsets = offsets.get(kept.start..=kept.end).ok_or_else(cut_short)?;
-        let (Some(&from), Some(&to)) = (kept_offsets.first(), kept_offsets.last()) else {
-            return Err(cut_short());
+        let cut_short = || format!("run of user {user}: entries {kept:?} past its {} entries", run.len());
+        let (from, to) = match &mut widths {
+            Widths::Fixed(width) => (kept.start * *width, kept.end * *width),
+            Widths::Offsets(offsets) => {
+                // `offsets` has one more element than the run, and `kept` lies within it.
+                let kept_offsets = offsets.get(kept.start..=kept.end).ok_or_else(cut_short)?;
+                let (Some(&from), Some(&to)) = (kept_offsets.first(), kept_offsets.last()) else {
+                    return Err(cut_short());
+                };
+                *offsets = kept_offsets.iter().map(|&o| o - from).collect();
+                (from as usize, to as usize)
+            }
         };
         if !part {
-            values = values.get(from as usize..to as usize).ok_or_else(cut_short)?.to_vec();
+            values = values.get(from..to).ok_or_else(cut_short)?.to_vec();
         }
-        offsets = kept_offsets.iter().map(|&o| o - from).collect();
         keep_only(&mut ts, &kept);
         keep_only(&mut seqnos, &kept);
-        keep_only(&mut kinds, &kept);
-        users.truncate(kept.len());
+        if let Column::Each(kinds) = &mut kinds {
+            keep_only(kinds, &kept);
+        }
     }
-    Ok((DecodedBlock { users, ts, seqnos, kinds, offsets, values: Bytes::from(values) }, cut))
+    let block = DecodedBlock {
+        users: Users::One(user),
+        ts,
+        seqnos: Column::Each(seqnos),
+        kinds,
+        widths,
+        values: Bytes::from(values),
+    };
+    Ok((block, cut))
 }
 
 /// Keeps `column[range]` (a range within it) in place.
@@ -251,10 +274,16 @@ fn run_seqnos(r: &mut Reader<'_>, n: usize, run: &Range<usize>) -> Result<Vec<u6
     Ok(seqnos)
 }
 
-fn run_kinds(r: &mut Reader<'_>, n: usize, run: &Range<usize>) -> Result<Vec<Kind>, String> {
-    let (mut pos, mut kinds) = (0usize, Vec::with_capacity(run.len()));
+/// The run's kinds: one for the whole run (no allocation), or one per entry.
+fn run_kinds(r: &mut Reader<'_>, n: usize, run: &Range<usize>) -> Result<Column<Kind>, String> {
+    let (mut pos, mut kinds, mut seen) = (0usize, Column::Same(Kind::Put), 0usize);
     walk_rle(r, n, "kinds", read_kind, |kind, len| {
-        kinds.extend(std::iter::repeat_n(kind, overlap(&mut pos, len, run)));
+        let count = overlap(&mut pos, len, run);
+        if count == 0 {
+            return;
+        }
+        kinds.push_run(seen, kind, count, run.len());
+        seen += count;
     })?;
     Ok(kinds)
 }
