@@ -59,8 +59,8 @@
 //! - `body_len <= MAX_BLOCK_UNCOMPRESSED`, `n <= MAX_BLOCK_ENTRIES` and `n <= body_len` (the
 //!   seqno column takes at least a byte per entry; Rice-coded timestamps may take as little as
 //!   a bit), so every allocation is bounded by bytes that are really there: a decoded block
-//!   holds at most 29 bytes per entry besides its values; the decoder never trusts a count
-//!   before checking it.
+//!   holds at most 33 bytes per entry besides its values (one user run per entry, no column
+//!   held once; see `decoded.rs`); the decoder never trusts a count before checking it.
 //!
 //! [`DecodedBlock::decode_user`] decodes one user's run and checks a subset of these (its doc
 //! says which); whatever `decode` accepts, it decodes to the same entries.
@@ -834,8 +834,11 @@ fn read_seqnos(r: &mut Reader<'_>, ends: &[u32], n: usize) -> Result<Column<u64>
     match (read, same) {
         (Ok(()), None) => Ok(Column::Each(seqnos)),
         (read, _) => {
-            // Kept for the next block (during thread teardown it is simply freed).
-            let _ = SPARE_SEQNOS.try_with(|spare| spare.replace(seqnos));
+            // Kept for the next block, unless a block of unusual size made it large (during
+            // thread teardown it is simply freed).
+            if seqnos.capacity() <= SPARE_SEQNOS_MAX {
+                let _ = SPARE_SEQNOS.try_with(|spare| spare.replace(seqnos));
+            }
             read.map(|()| Column::Same(same.unwrap_or(0)))
         }
     }
@@ -845,6 +848,10 @@ thread_local! {
     /// The buffer [`read_seqnos`] decodes into when the seqnos turn out all equal.
     static SPARE_SEQNOS: std::cell::Cell<Vec<u64>> = const { std::cell::Cell::new(Vec::new()) };
 }
+
+/// Largest spare seqno buffer a thread keeps, in entries (32 KiB): a default 8 KiB block
+/// holds about 90 entries, and a thread should not hold a huge block's worth for good.
+const SPARE_SEQNOS_MAX: usize = 4096;
 
 /// Decodes the `len` seqnos of one user run onto `seqnos`.
 fn push_seqno_run(r: &mut Reader<'_>, base: u64, len: usize, seqnos: &mut Vec<u64>) -> Result<(), String> {
