@@ -24,7 +24,7 @@ use std::ops::Range;
 
 use bytes::Bytes;
 
-use super::lower_bound_u64;
+use super::{lower_bound_u64, MAX_BLOCK_UNCOMPRESSED};
 use crate::{Entry, Kind};
 
 /// A decoded block: columns in memory, values un-transposed into one buffer that the entries
@@ -97,6 +97,61 @@ pub(super) enum Widths {
     Fixed(usize),
     /// Value i is bytes `offsets[i]..offsets[i + 1]` (n + 1 offsets).
     Offsets(Vec<u32>),
+}
+
+/// Builds [`Widths`] from the runs of a value lengths column: one width, with no
+/// allocation, until a second length shows up; then the offsets.
+pub(super) struct WidthsBuilder {
+    width: usize,
+    /// Values pushed so far, and their bytes.
+    seen: usize,
+    total: usize,
+    offsets: Option<Vec<u32>>,
+    /// Values there will be in all (the offsets' capacity, less one).
+    entries: usize,
+    overflow: bool,
+}
+
+impl WidthsBuilder {
+    pub(super) fn new(entries: usize) -> WidthsBuilder {
+        WidthsBuilder { width: 0, seen: 0, total: 0, offsets: None, entries, overflow: false }
+    }
+
+    /// Adds `count` values of `value_len` bytes each.
+    pub(super) fn push(&mut self, value_len: usize, count: usize) {
+        let end = value_len.checked_mul(count).and_then(|bytes| self.total.checked_add(bytes));
+        let Some(end) = end.filter(|&end| !self.overflow && end <= MAX_BLOCK_UNCOMPRESSED) else {
+            self.overflow = true;
+            return;
+        };
+        if self.offsets.is_none() && self.seen > 0 && value_len != self.width {
+            let mut offsets = Vec::with_capacity(self.entries + 1);
+            offsets.extend((0..=self.seen).map(|i| offset(i * self.width)));
+            self.offsets = Some(offsets);
+        }
+        let total = self.total;
+        match &mut self.offsets {
+            None => self.width = value_len,
+            Some(offsets) => offsets.extend((1..=count).map(|k| offset(total + k * value_len))),
+        }
+        (self.total, self.seen) = (end, self.seen + count);
+    }
+
+    /// The widths and the values' total size; `None` if the values overflow a block.
+    pub(super) fn finish(self) -> Option<(Widths, usize)> {
+        let widths = match self.offsets {
+            _ if self.overflow => return None,
+            Some(offsets) => Widths::Offsets(offsets),
+            None => Widths::Fixed(self.width),
+        };
+        Some((widths, self.total))
+    }
+}
+
+/// A value offset: at most the values' total, which [`WidthsBuilder::push`] keeps within
+/// `MAX_BLOCK_UNCOMPRESSED`, so it never saturates.
+fn offset(bytes: usize) -> u32 {
+    u32::try_from(bytes).unwrap_or(u32::MAX)
 }
 
 impl DecodedBlock {

@@ -78,7 +78,7 @@ use crate::varint::{self, Reader};
 use crate::{Entry, EntryRef, Kind};
 
 pub use decoded::DecodedBlock;
-use decoded::{check_run_order, Column, Users, Widths};
+use decoded::{check_run_order, Column, Users, Widths, WidthsBuilder};
 
 mod bits;
 mod decoded;
@@ -706,48 +706,15 @@ fn read_kinds(r: &mut Reader<'_>, n: usize) -> Result<Column<Kind>, String> {
     Ok(column)
 }
 
-/// Reads the value lengths column: one width for all values (no allocation), or the n + 1
-/// offsets once a second length shows up; also the values' total size and the number of
-/// runs the column holds.
+/// Reads the value lengths column: one width for all values, or the n + 1 offsets (see
+/// [`WidthsBuilder`]); also the values' total size and the number of runs the column holds.
 fn read_widths(r: &mut Reader<'_>, n: usize) -> Result<(Widths, usize, usize), String> {
-    let (mut width, mut seen, mut total, mut runs) = (0usize, 0usize, 0usize, 0usize);
-    let mut offsets: Option<Vec<u32>> = None;
-    let mut overflow = false;
+    let (mut widths, mut runs) = (WidthsBuilder::new(n), 0usize);
     walk_rle(r, n, "value lengths", read_value_len, |value_len, len| {
         runs += 1;
-        if overflow {
-            return;
-        }
-        if offsets.is_none() && seen > 0 && value_len != width {
-            // The `seen` values so far are `width` bytes each, `total` in all.
-            // Every offset is at most `total`, within the limit: none saturates.
-            offsets = Some((0..=seen).map(|i| u32::try_from(i * width).unwrap_or(u32::MAX)).collect());
-        }
-        if offsets.is_none() {
-            width = value_len;
-        }
-        let Some(end) = value_len.checked_mul(len).and_then(|bytes| total.checked_add(bytes)) else {
-            overflow = true;
-            return;
-        };
-        if end > MAX_BLOCK_UNCOMPRESSED {
-            overflow = true;
-            return;
-        }
-        if let Some(offsets) = &mut offsets {
-            // Every offset is at most `end`, within the limit: none saturates.
-            offsets.extend((1..=len).map(|k| u32::try_from(total + k * value_len).unwrap_or(u32::MAX)));
-        }
-        total = end;
-        seen += len;
+        widths.push(value_len, len);
     })?;
-    if overflow {
-        return Err("value lengths overflow the body".to_string());
-    }
-    let widths = match offsets {
-        Some(offsets) => Widths::Offsets(offsets),
-        None => Widths::Fixed(width),
-    };
+    let (widths, total) = widths.finish().ok_or_else(|| "value lengths overflow the body".to_string())?;
     Ok((widths, total, runs))
 }
 
@@ -831,17 +798,15 @@ fn read_seqnos(r: &mut Reader<'_>, ends: &[u32], n: usize) -> Result<Column<u64>
         None => Some(0),
         Some((first, rest)) => rest.iter().all(|s| s == first).then_some(*first),
     };
-    match (read, same) {
-        (Ok(()), None) => Ok(Column::Each(seqnos)),
-        (read, _) => {
-            // Kept for the next block, unless a block of unusual size made it large (during
-            // thread teardown it is simply freed).
-            if seqnos.capacity() <= SPARE_SEQNOS_MAX {
-                let _ = SPARE_SEQNOS.try_with(|spare| spare.replace(seqnos));
-            }
-            read.map(|()| Column::Same(same.unwrap_or(0)))
-        }
+    if let (Ok(()), None) = (&read, same) {
+        return Ok(Column::Each(seqnos));
     }
+    // Kept for the next block, unless a block of unusual size made it large (during thread
+    // teardown it is simply freed).
+    if seqnos.capacity() <= SPARE_SEQNOS_MAX {
+        let _ = SPARE_SEQNOS.try_with(|spare| spare.replace(seqnos));
+    }
+    read.map(|()| Column::Same(same.unwrap_or(0)))
 }
 
 thread_local! {
@@ -862,18 +827,4 @@ fn push_seqno_run(r: &mut Reader<'_>, base: u64, len: usize, seqnos: &mut Vec<u6
         seqnos.push(prev);
     }
     Ok(())
-}
-
-/// The `n + 1` value offsets and the values' total size, if it fits a block.
-fn offsets(lens: &[(usize, usize)], n: usize) -> Option<(Vec<u32>, usize)> {
-    let mut offsets = Vec::with_capacity(n + 1);
-    let mut end = 0usize;
-    offsets.push(0);
-    for &(value_len, count) in lens {
-        for _ in 0..count {
-            end = end.checked_add(value_len).filter(|&end| end <= MAX_BLOCK_UNCOMPRESSED)?;
-            offsets.push(u32::try_from(end).ok()?);
-        }
-    }
-    Some((offsets, end))
 }

@@ -15,8 +15,8 @@ use std::ops::Range;
 use bytes::Bytes;
 
 use super::{
-    at, bits, check_run_order, offsets, push_seqno_run, push_ts_run, read_kind, read_value_len, rice,
-    user_reader, walk_rle, with_body, Column, DecodedBlock, TsMode, Users, Widths, FLAG_TRANSPOSED,
+    at, bits, check_run_order, push_seqno_run, push_ts_run, read_kind, read_value_len, rice, user_reader,
+    walk_rle, with_body, Column, DecodedBlock, TsMode, Users, Widths, WidthsBuilder, FLAG_TRANSPOSED,
     KNOWN_FLAGS, MAX_BLOCK_UNCOMPRESSED,
 };
 use crate::varint::Reader;
@@ -108,15 +108,11 @@ fn parse_user(
     let mut seqnos = run_seqnos(&mut r, n, &run)?;
     let mut kinds = run_kinds(&mut r, n, &run)?;
     let lens = RunLens::read(&mut r, n, &run)?;
-    // One value length for the whole run (a behaviour log's fixed payloads): no offsets.
-    let (mut widths, run_total) = match lens.run.as_slice() {
-        &[(width, count)] => (Widths::Fixed(width), width * count),
-        _ => offsets(&lens.run, run.len())
-            .map(|(offsets, total)| (Widths::Offsets(offsets), total))
-            .ok_or_else(|| {
-                format!("value lengths at uncompressed body byte {}: overflow the body", lens.at)
-            })?,
-    };
+    let mut widths = WidthsBuilder::new(run.len());
+    lens.run.iter().for_each(|&(value_len, count)| widths.push(value_len, count));
+    let (mut widths, run_total) = widths
+        .finish()
+        .ok_or_else(|| format!("value lengths at uncompressed body byte {}: overflow the body", lens.at))?;
     let order = check_run_order(&ts, |i| seqnos.get(i).copied())
         .map_err(|(a, b)| format!("entries {a} and {b} out of table order"));
     // The kept entries, as positions in the run (a partition point on timestamps that the
