@@ -20,8 +20,8 @@
 //!   them to their group, and merge outputs carry the group's number.
 //!
 //! Priorities, highest first (one plan per call; the engine calls again after each). Busy
-//! partitions (another compaction works on them) are never planned; partitions are visited
-//! in ascending order within each rule.
+//! partitions (another compaction works on them) are never planned; within each rule, hot
+//! partitions are visited newest first and the others in ascending order.
 //! 1. **Retention**: every partition wholly older than the cutoff is dropped by one edit,
 //!    its tables unread: nothing cheaper reclaims space.
 //! 2. **Erasure**: a partition holding an erasure that is due is merged whole, so the
@@ -32,10 +32,17 @@
 //! 4. **Group**: a cold partition that is in no group founds the group of its aligned
 //!    window, by an edit alone (rewriting nothing): its neighbours in the window, hot
 //!    ones included, join it. A group is hot while its *last* partition is, so it is
-//!    merged whole once, when all of it is cold (rule 5), rather than once per day that
-//!    joins; until then rules 6 and 7 keep its tables few. Windows that overlap a group
+//!    merged whole once, when all of it is cold (rule 7), rather than once per day that
+//!    joins; until then rules 5 and 6 keep its tables few. Windows that overlap a group
 //!    made under another `group_partitions` are left alone.
-//! 5. **Cold partition**: merged whole into one run once the tables outside its base are
+//! 5. **Hot partition, unsequence tables**: once `min_fan_in` of them pile up, they are
+//!    merged with the sequence tables they overlap (a *cross* merge) if their bytes are at
+//!    least 1/8 of those; otherwise, or when that closure exceeds `max_fan_in`, among
+//!    themselves: each read would otherwise visit them all.
+//! 6. **Hot partition, sequence tiers**: adjacent sequence tables of one size tier are
+//!    merged, `min_fan_in` to `max_fan_in` at a time, so a flushed byte is rewritten about
+//!    `log_r(target / flush size)` times while the partition fills, not once per flush.
+//! 7. **Cold partition**: merged whole into one run once the tables outside its base are
 //!    worth it: at least 1/8 of the base's bytes. Rewriting the base for every late
 //!    trickle would multiply write amplification; waiting for 1/8 bounds it to about 9
 //!    bytes written per late byte. Below that, once `min_fan_in` outside tables pile up,
@@ -45,13 +52,17 @@
 //!    it); a lone compressed sequence table is final. A partition of more than
 //!    `max_fan_in` tables merges its outside tables only, the `max_fan_in` lowest-numbered
 //!    (never a lone compressed sequence table: it would come out as itself, forever).
-//! 6. **Hot partition, unsequence tables**: once `min_fan_in` of them pile up, they are
-//!    merged with the sequence tables they overlap (a *cross* merge) if their bytes are at
-//!    least 1/8 of those; otherwise, or when that closure exceeds `max_fan_in`, among
-//!    themselves: each read would otherwise visit them all.
-//! 7. **Hot partition, sequence tiers**: adjacent sequence tables of one size tier are
-//!    merged, `min_fan_in` to `max_fan_in` at a time, so a flushed byte is rewritten about
-//!    `log_r(target / flush size)` times while the partition fills, not once per flush.
+//!
+//! Why the hot partitions come before the cold ones, newest first: every "latest" read
+//! starts in the newest partition, and a cold user's read visits each of its tables, so
+//! the flushes piling up there are what readers pay for at once; a cold partition's merge
+//! saves space and serves the fewer reads that reach back that far. A cold merge is also
+//! the long one (a whole group), and with one compaction thread the hot partitions
+//! would wait behind it: on the standard workload, ingest then left the newest window
+//! as 45 to 62 tables, and readers met them all through the settle that followed
+//! (docs/PERFORMANCE.md, "Hot partitions first"). Cold work is not starved for good: a
+//! hot tier merge takes `min_fan_in` flushes to become due again, and the debt that
+//! waits counts toward the writers' slowdown.
 //!
 //! Every merge lists its inputs ascending and says whether it is *bottommost*: every table
 //! of the partition left out holds only seqnos above the inputs'.
@@ -276,14 +287,14 @@ pub fn plan(catalogue: &Catalogue, policy: &Policy) -> Option<Plan> {
             cold.find_map(|p| new_group(catalogue, p, &knobs))
         })
         .or_else(|| {
-            let mut cold = partitions.iter().filter(|(&p, _)| !is_hot(p));
-            cold.find_map(|(&p, tables)| cold_merge(p, tables, &knobs))
-        })
-        .or_else(|| {
-            let mut hot = partitions.iter().filter(|(&p, _)| is_hot(p));
+            let mut hot = partitions.iter().rev().filter(|(&p, _)| is_hot(p));
             hot.find_map(|(&p, tables)| {
                 hot_unsequence(p, tables, &knobs).or_else(|| hot_tiers(p, tables, &knobs))
             })
+        })
+        .or_else(|| {
+            let mut cold = partitions.iter().filter(|(&p, _)| !is_hot(p));
+            cold.find_map(|(&p, tables)| cold_merge(p, tables, &knobs))
         })
 }
 
@@ -529,7 +540,7 @@ fn new_group(catalogue: &Catalogue, p: i64, knobs: &Knobs) -> Option<Plan> {
     (!overlapping && !busy).then_some(Plan::Group { start, end })
 }
 
-/// Rule 5: a cold partition merged into one run once enough lies outside its base.
+/// Rule 7: a cold partition merged into one run once enough lies outside its base.
 fn cold_merge(partition: i64, tables: &[&TableInfo], knobs: &Knobs) -> Option<Plan> {
     let base = base(tables);
     let outside: Vec<&TableInfo> = tables.iter().copied().filter(|t| !base.contains(&t.number)).collect();
@@ -563,7 +574,7 @@ fn cold_merge(partition: i64, tables: &[&TableInfo], knobs: &Knobs) -> Option<Pl
     Some(merge(kind_of(inputs), partition, inputs, is_bottommost(tables, inputs), false))
 }
 
-/// Rule 6: the hot partition's unsequence tables, merged once `min_fan_in` pile up.
+/// Rule 5: the hot partition's unsequence tables, merged once `min_fan_in` pile up.
 fn hot_unsequence(partition: i64, tables: &[&TableInfo], knobs: &Knobs) -> Option<Plan> {
     let unsequence: Vec<&TableInfo> = tables.iter().copied().filter(|t| !t.sequence).collect();
     if unsequence.len() < knobs.min_fan_in {
@@ -601,7 +612,7 @@ fn hot_unsequence(partition: i64, tables: &[&TableInfo], knobs: &Knobs) -> Optio
     Some(merge(MergeKind::Cross, partition, inputs, is_bottommost(tables, inputs), false))
 }
 
-/// Rule 7: the first window (in time order) of `min_fan_in` or more adjacent sequence
+/// Rule 6: the first window (in time order) of `min_fan_in` or more adjacent sequence
 /// tables of one tier, at most `max_fan_in` of them merged.
 fn hot_tiers(partition: i64, tables: &[&TableInfo], knobs: &Knobs) -> Option<Plan> {
     let mut sequence: Vec<&TableInfo> = tables.iter().copied().filter(|t| t.sequence).collect();
