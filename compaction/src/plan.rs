@@ -59,7 +59,7 @@
 //! saves space and serves the fewer reads that reach back that far. A cold merge is also
 //! the long one (a whole group), and with one compaction thread the hot partitions
 //! would wait behind it: on the standard workload, ingest then left the newest window
-//! as 45 to 62 tables, and readers met them all through the settle that followed
+//! as 43 to 62 tables, and readers met them all through the settle that followed
 //! (docs/PERFORMANCE.md, "Hot partitions first"). Cold work is not starved for good: a
 //! hot tier merge takes `min_fan_in` flushes to become due again, and the debt that
 //! waits counts toward the writers' slowdown.
