@@ -213,27 +213,44 @@ fn unbitshuffle(counts: &[u8], planes: &[u8], width: usize, n: usize, records: R
 /// The inverse of the bit transposes in [`bitshuffle`]: the [`byte_columns`] words of
 /// `wide` columns from their stored planes of `groups` bytes each, for the groups `wanted`
 /// only (`words[j * wanted.len() + g - wanted.start]`).
+///
+/// Every word is written before it is read, into memory taken uninitialized: a page of
+/// calloc'ed memory is left untouched by the allocator, and if its first touch is a read, the
+/// kernel maps its shared zero page there. The first write to that page, now or after the
+/// memory is freed and reused, replaces the mapping and flushes the TLB of every CPU running
+/// the process, by an interrupt. A merge's cache prefill decodes block after block into such
+/// memory: with the words zeroed by calloc and every plane or-ed in, one settle's last merge
+/// sent 2,582 such interrupts in 0.3 s, nearly all to the CPU of the reader running beside
+/// it, where they cost the reader's queries (kernel tracepoint `tlb:tlb_flush`;
+/// docs/PERFORMANCE.md).
 fn plane_words(counts: &[u8], planes: &[u8], wide: usize, groups: usize, wanted: Range<usize>) -> Vec<u64> {
     let span = wanted.len();
-    let mut words = vec![0u64; wide * span];
+    let mut words = Vec::with_capacity(wide * span);
     let mut rest = planes;
     // Plane by plane over the wanted groups, then the transposes over the column, instead
     // of zipping eight plane iterators padded with a zero-filled stand-in (one allocation
     // less): 150 records took 10.4 us (min of 7 timed loops) instead of 12.2 (one timed
     // loop before), on a shared machine.
-    for (column, &count) in words.chunks_exact_mut(span.max(1)).zip(counts) {
-        let (stored, tail) = rest.split_at(rest.len().min(usize::from(count) * groups));
+    for j in 0..wide {
+        let count = counts.get(j).map_or(0, |&count| usize::from(count));
+        let (stored, tail) = rest.split_at(rest.len().min(count * groups));
         rest = tail;
-        if count == 0 {
-            continue;
+        let start = words.len();
+        let mut planes = stored.chunks_exact(groups.max(1));
+        if let Some(first) = planes.next() {
+            let bytes = first.get(wanted.clone()).unwrap_or_default();
+            words.extend(bytes.iter().map(|&byte| u64::from(byte)));
         }
-        for (b, plane) in stored.chunks_exact(groups.max(1)).enumerate() {
+        // Columns past the stored ones (`wide` rounds the width up to 8) are zero.
+        words.resize(start + span, 0);
+        let Some(column) = words.get_mut(start..) else { continue };
+        for (b, plane) in planes.enumerate() {
             let bytes = plane.get(wanted.clone()).unwrap_or_default();
-            for (word, &byte) in column.iter_mut().zip(bytes) {
-                *word |= u64::from(byte) << (8 * b);
-            }
+            column.iter_mut().zip(bytes).for_each(|(word, &byte)| *word |= u64::from(byte) << (8 * (b + 1)));
         }
-        column.iter_mut().for_each(|word| *word = transpose8(*word));
+        if count > 0 {
+            column.iter_mut().for_each(|word| *word = transpose8(*word));
+        }
     }
     words
 }
