@@ -185,7 +185,8 @@ fn unbitshuffle(counts: &[u8], planes: &[u8], width: usize, n: usize, records: R
     let groups = records.start / 8..records.end.div_ceil(8);
     let span = groups.len();
     let wide = width.div_ceil(8) * 8;
-    let words = plane_words(counts, planes, wide, n.div_ceil(8), groups.clone());
+    let mut words = SPARE_WORDS.try_with(|spare| spare.take()).unwrap_or_default();
+    plane_words(counts, planes, wide, n.div_ceil(8), groups.clone(), &mut words);
     let mut padded = vec![0u8; 8 * span * wide];
     for (g, group) in padded.chunks_exact_mut(8 * wide).enumerate() {
         for tile in 0..wide / 8 {
@@ -198,6 +199,10 @@ fn unbitshuffle(counts: &[u8], planes: &[u8], width: usize, n: usize, records: R
                 }
             }
         }
+    }
+    // Kept for the next decode of this thread (during thread teardown it is simply freed).
+    if words.capacity() <= SPARE_WORDS_MAX {
+        let _ = SPARE_WORDS.try_with(|spare| spare.replace(words));
     }
     // `padded` starts at record 8 * groups.start, which may precede the first wanted one.
     let skip = records.start - 8 * groups.start;
@@ -214,7 +219,7 @@ fn unbitshuffle(counts: &[u8], planes: &[u8], width: usize, n: usize, records: R
 /// `wide` columns from their stored planes of `groups` bytes each, for the groups `wanted`
 /// only (`words[j * wanted.len() + g - wanted.start]`).
 ///
-/// Every word is written before it is read, into memory taken uninitialized: a page of
+/// Fills `words` (emptied first). Every word is written before it is read: a page of
 /// calloc'ed memory is left untouched by the allocator, and if its first touch is a read, the
 /// kernel maps its shared zero page there. The first write to that page, now or after the
 /// memory is freed and reused, replaces the mapping and flushes the TLB of every CPU running
@@ -223,9 +228,17 @@ fn unbitshuffle(counts: &[u8], planes: &[u8], width: usize, n: usize, records: R
 /// sent 2,582 such interrupts in 0.3 s, nearly all to the CPU of the reader running beside
 /// it, where they cost the reader's queries (kernel tracepoint `tlb:tlb_flush`;
 /// docs/PERFORMANCE.md).
-fn plane_words(counts: &[u8], planes: &[u8], wide: usize, groups: usize, wanted: Range<usize>) -> Vec<u64> {
+fn plane_words(
+    counts: &[u8],
+    planes: &[u8],
+    wide: usize,
+    groups: usize,
+    wanted: Range<usize>,
+    words: &mut Vec<u64>,
+) {
     let span = wanted.len();
-    let mut words = Vec::with_capacity(wide * span);
+    words.clear();
+    words.reserve(wide * span);
     let mut rest = planes;
     // Plane by plane over the wanted groups, then the transposes over the column, instead
     // of zipping eight plane iterators padded with a zero-filled stand-in (one allocation
@@ -252,5 +265,15 @@ fn plane_words(counts: &[u8], planes: &[u8], wide: usize, groups: usize, wanted:
             column.iter_mut().for_each(|word| *word = transpose8(*word));
         }
     }
-    words
 }
+
+thread_local! {
+    /// The [`plane_words`] buffer of this thread's last [`unbitshuffle`]: a block's words are
+    /// used once and dropped, and a fresh buffer per decode was one allocation more for every
+    /// block decoded and every cold read of more than [`FEW_RECORDS`] entries.
+    static SPARE_WORDS: std::cell::Cell<Vec<u64>> = const { std::cell::Cell::new(Vec::new()) };
+}
+
+/// Words kept at most: a 32 KiB block of 64-byte values needs 4,096 (`wide` 64 by 64 groups
+/// of 8); a block of huge values has its buffer freed after use.
+const SPARE_WORDS_MAX: usize = 1 << 14;

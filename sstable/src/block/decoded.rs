@@ -57,7 +57,7 @@ pub(super) enum Column<T> {
 
 impl<T: Copy> Column<T> {
     /// Entry `i`'s value; the caller checked `i` against the entry count.
-    fn get(&self, i: usize) -> Option<T> {
+    pub(super) fn get(&self, i: usize) -> Option<T> {
         match self {
             Column::Same(value) => Some(*value),
             Column::Each(values) => values.get(i).copied(),

@@ -790,10 +790,20 @@ fn push_ts_run(
 /// thread's spare buffer and held as one value, with no allocation.
 fn read_seqnos(r: &mut Reader<'_>, ends: &[u32], n: usize) -> Result<Column<u64>, String> {
     let base = at(r, "seqnos", |r| r.u64())?;
+    seqno_column(n, |seqnos| run_lens(ends).try_for_each(|len| push_seqno_run(r, base, len, seqnos)))
+}
+
+/// The seqnos `read` pushes (`len` of them), decoded into this thread's spare buffer: one
+/// value for all, with no allocation and the buffer kept for the next block, or the buffer
+/// itself when they differ.
+fn seqno_column(
+    len: usize,
+    read: impl FnOnce(&mut Vec<u64>) -> Result<(), String>,
+) -> Result<Column<u64>, String> {
     let mut seqnos = SPARE_SEQNOS.try_with(|spare| spare.take()).unwrap_or_default();
     seqnos.clear();
-    seqnos.reserve(n);
-    let read = run_lens(ends).try_for_each(|len| push_seqno_run(r, base, len, &mut seqnos));
+    seqnos.reserve(len);
+    let read = read(&mut seqnos);
     let same = match seqnos.split_first() {
         None => Some(0),
         Some((first, rest)) => rest.iter().all(|s| s == first).then_some(*first),

@@ -15,9 +15,9 @@ use std::ops::Range;
 use bytes::Bytes;
 
 use super::{
-    at, bits, check_run_order, push_seqno_run, push_ts_run, read_kind, read_value_len, rice, user_reader,
-    walk_rle, with_body, Column, DecodedBlock, TsMode, Users, Widths, WidthsBuilder, FLAG_TRANSPOSED,
-    KNOWN_FLAGS, MAX_BLOCK_UNCOMPRESSED,
+    at, bits, check_run_order, push_seqno_run, push_ts_run, read_kind, read_value_len, rice, seqno_column,
+    user_reader, walk_rle, with_body, Column, DecodedBlock, TsMode, Users, Widths, WidthsBuilder,
+    FLAG_TRANSPOSED, KNOWN_FLAGS, MAX_BLOCK_UNCOMPRESSED,
 };
 use crate::varint::Reader;
 use crate::Kind;
@@ -107,13 +107,9 @@ fn parse_user(
     };
     let mut seqnos = run_seqnos(&mut r, n, &run)?;
     let mut kinds = run_kinds(&mut r, n, &run)?;
-    let lens = RunLens::read(&mut r, n, &run)?;
-    let mut widths = WidthsBuilder::new(run.len());
-    lens.run.iter().for_each(|&(value_len, count)| widths.push(value_len, count));
-    let (mut widths, run_total) = widths
-        .finish()
-        .ok_or_else(|| format!("value lengths at uncompressed body byte {}: overflow the body", lens.at))?;
-    let order = check_run_order(&ts, |i| seqnos.get(i).copied())
+    let mut lens = RunLens::read(&mut r, n, &run)?;
+    let (mut widths, run_total) = lens.run_widths()?;
+    let order = check_run_order(&ts, |i| seqnos.get(i))
         .map_err(|(a, b)| format!("entries {a} and {b} out of table order"));
     // The kept entries, as positions in the run (a partition point on timestamps that the
     // order check has just found sorted).
@@ -154,19 +150,15 @@ fn parse_user(
             values = values.get(from..to).ok_or_else(cut_short)?.to_vec();
         }
         keep_only(&mut ts, &kept);
-        keep_only(&mut seqnos, &kept);
+        if let Column::Each(seqnos) = &mut seqnos {
+            keep_only(seqnos, &kept);
+        }
         if let Column::Each(kinds) = &mut kinds {
             keep_only(kinds, &kept);
         }
     }
-    let block = DecodedBlock {
-        users: Users::One(user),
-        ts,
-        seqnos: Column::Each(seqnos),
-        kinds,
-        widths,
-        values: Bytes::from(values),
-    };
+    let block =
+        DecodedBlock { users: Users::One(user), ts, seqnos, kinds, widths, values: Bytes::from(values) };
     Ok((block, cut))
 }
 
@@ -260,12 +252,12 @@ fn run_rice_ts(r: &mut Reader<'_>, n: usize, run: &Run) -> Result<Vec<i64>, Stri
     Ok(ts)
 }
 
-/// The run's seqnos; the reader ends past the seqnos column.
-fn run_seqnos(r: &mut Reader<'_>, n: usize, run: &Range<usize>) -> Result<Vec<u64>, String> {
+/// The run's seqnos, one for all when they are equal (a merge with no snapshot zeroes them);
+/// the reader ends past the seqnos column.
+fn run_seqnos(r: &mut Reader<'_>, n: usize, run: &Range<usize>) -> Result<Column<u64>, String> {
     let base = at(r, "seqnos", |r| r.u64())?;
     at(r, "seqnos", |r| skip_varints(r, run.start))?;
-    let mut seqnos = Vec::with_capacity(run.len());
-    push_seqno_run(r, base, run.len(), &mut seqnos)?;
+    let seqnos = seqno_column(run.len(), |seqnos| push_seqno_run(r, base, run.len(), seqnos))?;
     at(r, "seqnos", |r| skip_varints(r, n - run.end))?;
     Ok(seqnos)
 }
@@ -295,8 +287,9 @@ fn overlap(pos: &mut usize, len: usize, run: &Range<usize>) -> usize {
 struct RunLens {
     /// Where the column starts in the body, for errors.
     at: usize,
-    /// `(value_len, count)` of the run's entries.
-    run: Vec<(usize, usize)>,
+    /// The widths of the run's entries, built as the column is walked (no list of its
+    /// lengths in between: one allocation less per cold read).
+    widths: WidthsBuilder,
     /// Value bytes of the entries before the run.
     before: usize,
     /// Value bytes of all entries.
@@ -310,13 +303,20 @@ struct RunLens {
 impl RunLens {
     fn read(r: &mut Reader<'_>, n: usize, run: &Range<usize>) -> Result<RunLens, String> {
         let start = r.position();
-        let mut lens = RunLens { at: start, run: Vec::new(), before: 0, total: 0, first: None, runs: 0 };
+        let mut lens = RunLens {
+            at: start,
+            widths: WidthsBuilder::new(run.len()),
+            before: 0,
+            total: 0,
+            first: None,
+            runs: 0,
+        };
         let mut pos = 0usize;
         walk_rle(r, n, "value lengths", read_value_len, |value_len, len| {
             let before = len.min(run.start.saturating_sub(pos));
             match overlap(&mut pos, len, run) {
                 0 => {}
-                count => lens.run.push((value_len, count)),
+                count => lens.widths.push(value_len, count),
             }
             // Saturating: an overflow shows as a total over the limit, refused below.
             lens.before = lens.before.saturating_add(value_len.saturating_mul(before));
@@ -328,6 +328,13 @@ impl RunLens {
             return Err(format!("value lengths at uncompressed body byte {start}: overflow the body"));
         }
         Ok(lens)
+    }
+
+    /// The run's widths and the bytes of its values.
+    fn run_widths(&mut self) -> Result<(Widths, usize), String> {
+        std::mem::replace(&mut self.widths, WidthsBuilder::new(0))
+            .finish()
+            .ok_or_else(|| format!("value lengths at uncompressed body byte {}: overflow the body", self.at))
     }
 
     /// The one length of every value, if transposable: `decode`'s condition.
