@@ -904,3 +904,42 @@ fn a_long_range_over_interleaved_sources_is_exact() {
     assert_eq!(some, vec![100, 101, 102]);
     db.close().unwrap();
 }
+
+// ---- reads in one thread -----------------------------------------------------------------
+
+/// A thread's reads reuse the buffers of the last read that finished (`read.rs`): a range
+/// still being iterated, interleaved with other users' reads, in memtables and tables, must
+/// see only its own user's events, as must every read after it.
+#[test]
+fn interleaved_reads_of_one_thread_see_only_their_own_user() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = open(dir.path());
+    // User u holds ts 0, 10, 20, ... (10 * (u + 1) events); every third user's first half
+    // is flushed into tables, the rest stays in the memtable.
+    let events = |u: u64| (0..10 * (u as i64 + 1)).map(|i| i * 10).collect::<Vec<_>>();
+    for u in 0..12u64 {
+        for ts in events(u) {
+            db.put(u, ts, &u.to_le_bytes()).unwrap();
+        }
+        if u % 3 == 0 {
+            db.flush().unwrap();
+        }
+    }
+    let mut range = db.range(5, ..).unwrap();
+    let mut seen = Vec::new();
+    for round in 0..60usize {
+        if let Some(event) = range.next() {
+            seen.push(event.unwrap());
+        }
+        let other = (round % 12) as u64;
+        let latest = db.latest(other, 7).unwrap();
+        let want: Vec<i64> = events(other).into_iter().rev().take(7).collect();
+        assert_eq!(ts_of(&latest), want, "latest of user {other}");
+        assert!(latest.iter().all(|e| e.user == other && e.payload[..] == other.to_le_bytes()));
+        let all = range_all(&db, other);
+        assert_eq!(ts_of(&all), events(other), "range of user {other}");
+    }
+    seen.extend(range.map(Result::unwrap));
+    assert_eq!(ts_of(&seen), events(5));
+    assert!(seen.iter().all(|e| e.user == 5));
+}
