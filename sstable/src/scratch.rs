@@ -3,6 +3,9 @@
 //! that owns its columns, so the buffers are free again once a block is decoded; reusing
 //! them spares each cold read two allocations that the allocator zero-fills (8% of a
 //! "latest 100" query's time on the standard data, before).
+//!
+//! Also two spare columns of 64-bit words ([`Words`]) that a decode fills and drops block
+//! after block: taken with [`take_words`], given back with [`keep_words`].
 
 use std::cell::RefCell;
 
@@ -40,6 +43,44 @@ pub(crate) fn with<T>(which: Scratch, len: usize, f: impl FnOnce(&mut [u8]) -> T
     result
 }
 
+/// Which spare column of 64-bit words: the seqnos of a block, kept when they turn out all
+/// equal (`block::read_seqnos`), or the un-transposition's plane words (`bits::unbitshuffle`).
+#[derive(Clone, Copy)]
+pub(crate) enum Words {
+    Seqnos = 0,
+    Planes = 1,
+}
+
+/// A spare column larger than this, in words (128 KiB), is freed rather than kept: a 32 KiB
+/// block of 64-byte values needs 4,096 plane words, an 8 KiB block about 90 seqnos.
+const KEEP_WORDS: usize = 1 << 14;
+
+thread_local! {
+    static WORDS: RefCell<[Vec<u64>; 2]> = const { RefCell::new([Vec::new(), Vec::new()]) };
+}
+
+/// This thread's `which` spare column, emptied (a fresh one if it is out, or during thread
+/// teardown). Give it back with [`keep_words`] once its contents are no longer needed.
+pub(crate) fn take_words(which: Words) -> Vec<u64> {
+    let taken =
+        WORDS.try_with(|cell| cell.try_borrow_mut().ok().map(|mut w| std::mem::take(&mut w[which as usize])));
+    let mut words = taken.ok().flatten().unwrap_or_default();
+    words.clear();
+    words
+}
+
+/// Keeps `words` as this thread's `which` spare column, unless it grew past [`KEEP_WORDS`]
+/// (or the thread is being torn down): then it is freed.
+pub(crate) fn keep_words(which: Words, words: Vec<u64>) {
+    if words.capacity() <= KEEP_WORDS {
+        let _ = WORDS.try_with(|cell| {
+            if let Ok(mut spare) = cell.try_borrow_mut() {
+                spare[which as usize] = words;
+            }
+        });
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -61,5 +102,19 @@ mod tests {
         assert_eq!(first, again);
         with(Scratch::Body, KEEP_BYTES + 1, |b| b.fill(1));
         with(Scratch::Body, 4, |b| assert_eq!(b, &[0; 4], "a huge buffer was not kept"));
+    }
+
+    #[test]
+    fn spare_words_come_back_empty_and_huge_ones_are_not_kept() {
+        let mut words = take_words(Words::Planes);
+        words.extend([1, 2, 3]);
+        let at = words.as_ptr() as usize;
+        keep_words(Words::Planes, words);
+        let again = take_words(Words::Planes);
+        assert!(again.is_empty(), "a spare column is handed out emptied");
+        assert_eq!(again.as_ptr() as usize, at, "the same buffer, kept");
+        assert!(take_words(Words::Seqnos).capacity() == 0, "each column has its own slot");
+        keep_words(Words::Seqnos, Vec::with_capacity(KEEP_WORDS + 1));
+        assert_eq!(take_words(Words::Seqnos).capacity(), 0, "a huge column was not kept");
     }
 }

@@ -19,6 +19,7 @@
 
 use std::ops::Range;
 
+use crate::scratch::{self, Words};
 use crate::varint::Reader;
 
 /// Reads bit-transposed values of `n` records of `width` bytes.
@@ -185,7 +186,7 @@ fn unbitshuffle(counts: &[u8], planes: &[u8], width: usize, n: usize, records: R
     let groups = records.start / 8..records.end.div_ceil(8);
     let span = groups.len();
     let wide = width.div_ceil(8) * 8;
-    let mut words = SPARE_WORDS.try_with(|spare| spare.take()).unwrap_or_default();
+    let mut words = scratch::take_words(Words::Planes);
     plane_words(counts, planes, wide, n.div_ceil(8), groups.clone(), &mut words);
     let mut padded = vec![0u8; 8 * span * wide];
     for (g, group) in padded.chunks_exact_mut(8 * wide).enumerate() {
@@ -200,10 +201,8 @@ fn unbitshuffle(counts: &[u8], planes: &[u8], width: usize, n: usize, records: R
             }
         }
     }
-    // Kept for the next decode of this thread (during thread teardown it is simply freed).
-    if words.capacity() <= SPARE_WORDS_MAX {
-        let _ = SPARE_WORDS.try_with(|spare| spare.replace(words));
-    }
+    // A block's words are used once: kept for this thread's next decode, not freed.
+    scratch::keep_words(Words::Planes, words);
     // `padded` starts at record 8 * groups.start, which may precede the first wanted one.
     let skip = records.start - 8 * groups.start;
     if wide == width {
@@ -266,14 +265,3 @@ fn plane_words(
         }
     }
 }
-
-thread_local! {
-    /// The [`plane_words`] buffer of this thread's last [`unbitshuffle`]: a block's words are
-    /// used once and dropped, and a fresh buffer per decode was one allocation more for every
-    /// block decoded and every cold read of more than [`FEW_RECORDS`] entries.
-    static SPARE_WORDS: std::cell::Cell<Vec<u64>> = const { std::cell::Cell::new(Vec::new()) };
-}
-
-/// Words kept at most: a 32 KiB block of 64-byte values needs 4,096 (`wide` 64 by 64 groups
-/// of 8); a block of huge values has its buffer freed after use.
-const SPARE_WORDS_MAX: usize = 1 << 14;

@@ -73,7 +73,7 @@ use std::cell::RefCell;
 
 use bytes::Bytes;
 
-use crate::scratch::{self, Scratch};
+use crate::scratch::{self, Scratch, Words};
 use crate::varint::{self, Reader};
 use crate::{Entry, EntryRef, Kind};
 
@@ -800,8 +800,7 @@ fn seqno_column(
     len: usize,
     read: impl FnOnce(&mut Vec<u64>) -> Result<(), String>,
 ) -> Result<Column<u64>, String> {
-    let mut seqnos = SPARE_SEQNOS.try_with(|spare| spare.take()).unwrap_or_default();
-    seqnos.clear();
+    let mut seqnos = scratch::take_words(Words::Seqnos);
     seqnos.reserve(len);
     let read = read(&mut seqnos);
     let same = match seqnos.split_first() {
@@ -811,22 +810,10 @@ fn seqno_column(
     if let (Ok(()), None) = (&read, same) {
         return Ok(Column::Each(seqnos));
     }
-    // Kept for the next block, unless a block of unusual size made it large (during thread
-    // teardown it is simply freed).
-    if seqnos.capacity() <= SPARE_SEQNOS_MAX {
-        let _ = SPARE_SEQNOS.try_with(|spare| spare.replace(seqnos));
-    }
+    // Kept for the next block.
+    scratch::keep_words(Words::Seqnos, seqnos);
     read.map(|()| Column::Same(same.unwrap_or(0)))
 }
-
-thread_local! {
-    /// The buffer [`read_seqnos`] decodes into when the seqnos turn out all equal.
-    static SPARE_SEQNOS: std::cell::Cell<Vec<u64>> = const { std::cell::Cell::new(Vec::new()) };
-}
-
-/// Largest spare seqno buffer a thread keeps, in entries (32 KiB): a default 8 KiB block
-/// holds about 90 entries, and a thread should not hold a huge block's worth for good.
-const SPARE_SEQNOS_MAX: usize = 4096;
 
 /// Decodes the `len` seqnos of one user run onto `seqnos`.
 fn push_seqno_run(r: &mut Reader<'_>, base: u64, len: usize, seqnos: &mut Vec<u64>) -> Result<(), String> {
