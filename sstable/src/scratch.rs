@@ -8,6 +8,7 @@
 //! after block: taken with [`take_words`], given back with [`keep_words`].
 
 use std::cell::RefCell;
+use std::thread::LocalKey;
 
 /// Which buffer: a block's bytes as read, or its decompressed body.
 #[derive(Clone, Copy)]
@@ -28,19 +29,30 @@ thread_local! {
 /// whatever the buffer held; `f` overwrites them). A nested call for the same buffer gets a
 /// fresh one instead.
 pub(crate) fn with<T>(which: Scratch, len: usize, f: impl FnOnce(&mut [u8]) -> T) -> T {
-    let taken =
-        BUFFERS.with(|cell| cell.try_borrow_mut().ok().map(|mut b| std::mem::take(&mut b[which as usize])));
-    let mut buf = taken.unwrap_or_default();
+    let mut buf = take(&BUFFERS, which as usize);
     buf.resize(len, 0);
     let result = f(&mut buf);
-    if buf.capacity() <= KEEP_BYTES {
-        BUFFERS.with(|cell| {
-            if let Ok(mut buffers) = cell.try_borrow_mut() {
-                buffers[which as usize] = buf;
+    keep(&BUFFERS, which as usize, buf, KEEP_BYTES);
+    result
+}
+
+/// Takes slot `i` of this thread's `slots` (a fresh vector if it is out, or during thread
+/// teardown).
+fn take<T: 'static>(slots: &'static LocalKey<RefCell<[Vec<T>; 2]>>, i: usize) -> Vec<T> {
+    let taken = slots.try_with(|cell| cell.try_borrow_mut().ok().map(|mut s| std::mem::take(&mut s[i])));
+    taken.ok().flatten().unwrap_or_default()
+}
+
+/// Puts `v` back in slot `i` of this thread's `slots`, unless its capacity is over `max`
+/// (or the thread is being torn down): then it is freed.
+fn keep<T: 'static>(slots: &'static LocalKey<RefCell<[Vec<T>; 2]>>, i: usize, v: Vec<T>, max: usize) {
+    if v.capacity() <= max {
+        let _ = slots.try_with(|cell| {
+            if let Ok(mut spare) = cell.try_borrow_mut() {
+                spare[i] = v;
             }
         });
     }
-    result
 }
 
 /// Which spare column of 64-bit words: the seqnos of a block, kept when they turn out all
@@ -59,26 +71,17 @@ thread_local! {
     static WORDS: RefCell<[Vec<u64>; 2]> = const { RefCell::new([Vec::new(), Vec::new()]) };
 }
 
-/// This thread's `which` spare column, emptied (a fresh one if it is out, or during thread
-/// teardown). Give it back with [`keep_words`] once its contents are no longer needed.
+/// This thread's `which` spare column, emptied (a fresh one if it is out). Give it back
+/// with [`keep_words`] once its contents are no longer needed.
 pub(crate) fn take_words(which: Words) -> Vec<u64> {
-    let taken =
-        WORDS.try_with(|cell| cell.try_borrow_mut().ok().map(|mut w| std::mem::take(&mut w[which as usize])));
-    let mut words = taken.ok().flatten().unwrap_or_default();
+    let mut words = take(&WORDS, which as usize);
     words.clear();
     words
 }
 
-/// Keeps `words` as this thread's `which` spare column, unless it grew past [`KEEP_WORDS`]
-/// (or the thread is being torn down): then it is freed.
+/// Keeps `words` as this thread's `which` spare column, unless it grew past [`KEEP_WORDS`].
 pub(crate) fn keep_words(which: Words, words: Vec<u64>) {
-    if words.capacity() <= KEEP_WORDS {
-        let _ = WORDS.try_with(|cell| {
-            if let Ok(mut spare) = cell.try_borrow_mut() {
-                spare[which as usize] = words;
-            }
-        });
-    }
+    keep(&WORDS, which as usize, words, KEEP_WORDS);
 }
 
 #[cfg(test)]
