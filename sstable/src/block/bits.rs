@@ -19,37 +19,63 @@
 
 use std::ops::Range;
 
-use crate::scratch::{self, Words};
+use crate::scratch::{self, Scratch, Words};
 use crate::varint::Reader;
 
 /// Reads bit-transposed values of `n` records of `width` bytes.
 pub(super) fn read_planes(r: &mut Reader<'_>, width: usize, n: usize) -> Result<Vec<u8>, String> {
-    read_planes_range(r, width, n, 0..n)
+    let (counts, planes) = read_counts_and_planes(r, width, n)?;
+    Ok(unbitshuffle(counts, planes, width, n, 0..n))
 }
 
 /// Reads bit-transposed values of `n` records of `width` bytes, all of them (the reader ends
-/// past the planes), but un-transposes only `records` (within `0..n`): only the 8-record
-/// groups covering them are touched, so one user's few entries cost a tile or two, not the
-/// block.
+/// past the planes), but un-transposes only `records` (within `0..n`) into `out`, which holds
+/// exactly their bytes: only the 8-record groups covering them are touched, so one user's
+/// few entries cost a tile or two, not the block.
 pub(super) fn read_planes_range(
     r: &mut Reader<'_>,
     width: usize,
     n: usize,
     records: Range<usize>,
-) -> Result<Vec<u8>, String> {
+    out: &mut [u8],
+) -> Result<(), String> {
+    let (counts, planes) = read_counts_and_planes(r, width, n)?;
+    if records.start > records.end || records.end > n {
+        return Err(format!("records {records:?} out of the {n} transposed"));
+    }
+    if out.len() != records.len() * width {
+        return Err(format!("{} bytes for {} records of {width}", out.len(), records.len()));
+    }
+    if records.len() <= FEW_RECORDS {
+        unbitshuffle_few(counts, planes, width, n, records, out);
+    } else {
+        // The tiles go through this thread's scratch buffer, then the wanted records into
+        // `out`: no allocation per decode.
+        let tiles = Tiles::of(width, n, &records);
+        scratch::with(Scratch::Tiles, tiles.bytes(), |padded| {
+            unbitshuffle_into(counts, planes, n, &tiles, padded);
+            let wanted = padded.chunks_exact(tiles.wide).skip(tiles.skip).take(records.len());
+            for (dst, record) in out.chunks_exact_mut(width).zip(wanted) {
+                dst.copy_from_slice(record.get(..width).unwrap_or_default());
+            }
+        });
+    }
+    Ok(())
+}
+
+/// The per-column plane counts and the planes of `n` records of `width` bytes; the reader
+/// ends past the planes.
+fn read_counts_and_planes<'a>(
+    r: &mut Reader<'a>,
+    width: usize,
+    n: usize,
+) -> Result<(&'a [u8], &'a [u8]), String> {
     let counts = r.bytes(width)?;
     if let Some(count) = counts.iter().find(|&&count| count > 8) {
         return Err(format!("{count} bit planes in a byte column"));
     }
     let planes = counts.iter().map(|&count| usize::from(count)).sum::<usize>() * n.div_ceil(8);
-    let planes = r.bytes(planes)?;
-    if records.start > records.end || records.end > n {
-        return Err(format!("records {records:?} out of the {n} transposed"));
-    }
-    if records.len() <= FEW_RECORDS {
-        return Ok(unbitshuffle_few(counts, planes, width, n, records));
-    }
-    Ok(unbitshuffle(counts, planes, width, n, records))
+    Ok((counts, r.bytes(planes)?))
 }
 
 /// Up to this many records are un-transposed column by column ([`unbitshuffle_few`]), more in
@@ -65,9 +91,15 @@ const FEW_RECORDS: usize = 8;
 /// buffer besides the result. The gather always loads eight bytes and masks off the planes
 /// past the column's count, so the loop does the same work for every column whatever its
 /// count.
-fn unbitshuffle_few(counts: &[u8], planes: &[u8], width: usize, n: usize, records: Range<usize>) -> Vec<u8> {
+fn unbitshuffle_few(
+    counts: &[u8],
+    planes: &[u8],
+    width: usize,
+    n: usize,
+    records: Range<usize>,
+    out: &mut [u8],
+) {
     let groups = n.div_ceil(8);
-    let mut out = vec![0u8; records.len() * width];
     let mut g = records.start / 8;
     while 8 * g < records.end {
         let wanted = records.start.max(8 * g)..records.end.min(8 * g + 8);
@@ -85,7 +117,6 @@ fn unbitshuffle_few(counts: &[u8], planes: &[u8], width: usize, n: usize, record
         }
         g += 1;
     }
-    out
 }
 
 /// `PLANE_MASKS[count]`: the low `count` bytes of a word set.
@@ -179,16 +210,55 @@ pub(super) fn transpose_bytes(rows: &mut [u64; 8]) {
 /// column, then 8x8 byte transposes, several times faster than moving single bits or bytes;
 /// only the groups of 8 covering `records` are transposed.
 fn unbitshuffle(counts: &[u8], planes: &[u8], width: usize, n: usize, records: Range<usize>) -> Vec<u8> {
-    let records = records.start.min(n)..records.end.min(n);
-    if records.is_empty() {
-        return Vec::new();
+    let tiles = Tiles::of(width, n, &records);
+    let mut padded = vec![0; tiles.bytes()];
+    unbitshuffle_into(counts, planes, n, &tiles, &mut padded);
+    let wanted = records.start.min(n)..records.end.min(n);
+    let wanted = wanted.len();
+    if tiles.wide == width {
+        padded.drain(..tiles.skip * width);
+        padded.truncate(wanted * width);
+        return padded;
     }
-    let groups = records.start / 8..records.end.div_ceil(8);
+    let records = padded.chunks_exact(tiles.wide).skip(tiles.skip).take(wanted);
+    records.flat_map(|record| record.iter().take(width)).copied().collect()
+}
+
+/// The 8-record groups that cover a range of records, as [`unbitshuffle_into`] lays them out.
+struct Tiles {
+    /// The groups, as indices of 8-record groups.
+    groups: Range<usize>,
+    /// `width` rounded up to 8: the bytes of a record in the tiles.
+    wide: usize,
+    /// Records of the first group before the first one wanted.
+    skip: usize,
+}
+
+impl Tiles {
+    /// The tiles of `records` (clamped to `0..n`) of `width` bytes.
+    fn of(width: usize, n: usize, records: &Range<usize>) -> Tiles {
+        let wide = width.div_ceil(8) * 8;
+        let records = records.start.min(n)..records.end.min(n);
+        if records.is_empty() {
+            return Tiles { groups: 0..0, wide, skip: 0 };
+        }
+        let groups = records.start / 8..records.end.div_ceil(8);
+        Tiles { skip: records.start - 8 * groups.start, groups, wide }
+    }
+
+    /// Bytes of the tiles: 8 records of `wide` bytes per group.
+    fn bytes(&self) -> usize {
+        8 * self.groups.len() * self.wide
+    }
+}
+
+/// The tiles of [`unbitshuffle`] into `padded` ([`Tiles::bytes`] long, every byte written):
+/// the records of `tiles.groups`, `tiles.wide` bytes each, the bytes past the width 0.
+fn unbitshuffle_into(counts: &[u8], planes: &[u8], n: usize, tiles: &Tiles, padded: &mut [u8]) {
+    let (groups, wide) = (tiles.groups.clone(), tiles.wide);
     let span = groups.len();
-    let wide = width.div_ceil(8) * 8;
     let mut words = scratch::take_words(Words::Planes);
-    plane_words(counts, planes, wide, n.div_ceil(8), groups.clone(), &mut words);
-    let mut padded = vec![0u8; 8 * span * wide];
+    plane_words(counts, planes, wide, n.div_ceil(8), groups, &mut words);
     for (g, group) in padded.chunks_exact_mut(8 * wide).enumerate() {
         for tile in 0..wide / 8 {
             let mut rows: [u64; 8] =
@@ -203,15 +273,6 @@ fn unbitshuffle(counts: &[u8], planes: &[u8], width: usize, n: usize, records: R
     }
     // A block's words are used once: kept for this thread's next decode, not freed.
     scratch::keep_words(Words::Planes, words);
-    // `padded` starts at record 8 * groups.start, which may precede the first wanted one.
-    let skip = records.start - 8 * groups.start;
-    if wide == width {
-        padded.drain(..skip * width);
-        padded.truncate(records.len() * width);
-        return padded;
-    }
-    let wanted = padded.chunks_exact(wide).skip(skip).take(records.len());
-    wanted.flat_map(|record| record.iter().take(width)).copied().collect()
 }
 
 /// The inverse of the bit transposes in [`bitshuffle`]: the [`byte_columns`] words of

@@ -435,9 +435,14 @@ fn bit_transposition_round_trips() {
         for start in 0..=n.min(40) {
             for end in (start..=n).filter(|end| end - start <= 20 || *end == n) {
                 let mut r = Reader::new(&planes[1..]);
-                let got = read_planes_range(&mut r, width, n, start..end).unwrap();
+                // Filled with garbage first: every byte must be written.
+                let mut got = vec![0xa5; (end - start) * width];
+                read_planes_range(&mut r, width, n, start..end, &mut got).unwrap();
                 assert_eq!(got, values[start * width..end * width], "width {width} n {n} {start}..{end}");
                 assert_eq!(r.remaining(), 0);
+                let mut r = Reader::new(&planes[1..]);
+                let mut short = vec![0; (end - start) * width + 1];
+                assert!(read_planes_range(&mut r, width, n, start..end, &mut short).is_err());
             }
         }
     }

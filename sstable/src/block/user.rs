@@ -19,6 +19,7 @@ use super::{
     user_reader, walk_rle, with_body, Column, DecodedBlock, TsMode, Users, Widths, WidthsBuilder,
     FLAG_TRANSPOSED, KNOWN_FLAGS, MAX_BLOCK_UNCOMPRESSED,
 };
+use crate::scratch;
 use crate::varint::Reader;
 use crate::Kind;
 
@@ -147,7 +148,10 @@ fn parse_user(
             }
         };
         if !part {
-            values = values.get(from..to).ok_or_else(cut_short)?.to_vec();
+            if from > to || to > values.len() {
+                return Err(cut_short());
+            }
+            values = values.slice(from..to);
         }
         keep_only(&mut ts, &kept);
         if let Column::Each(seqnos) = &mut seqnos {
@@ -157,8 +161,7 @@ fn parse_user(
             keep_only(kinds, &kept);
         }
     }
-    let block =
-        DecodedBlock { users: Users::One(user), ts, seqnos, kinds, widths, values: Bytes::from(values) };
+    let block = DecodedBlock { users: Users::One(user), ts, seqnos, kinds, widths, values };
     Ok((block, cut))
 }
 
@@ -168,8 +171,9 @@ fn keep_only<T>(column: &mut Vec<T>, range: &Range<usize>) {
     column.drain(..range.start.min(range.end));
 }
 
-/// The run's values (`run_total` bytes); the reader ends past the values column, all of whose
-/// bytes must be there.
+/// The run's values (`run_total` bytes), cut from this thread's chunk of values
+/// ([`scratch::values`]); the reader ends past the values column, all of whose bytes must be
+/// there.
 fn run_values(
     r: &mut Reader<'_>,
     n: usize,
@@ -177,17 +181,21 @@ fn run_values(
     transposed: bool,
     lens: &RunLens,
     run_total: usize,
-) -> Result<Vec<u8>, String> {
+) -> Result<Bytes, String> {
     match (transposed, lens.common_width()) {
         (false, _) => at(r, "values", |r| {
             r.bytes(lens.before)?;
             let values = r.bytes(run_total)?;
             r.bytes(lens.total.saturating_sub(lens.before + run_total))?;
-            Ok(values.to_vec())
+            scratch::values(run_total, |out| {
+                out.copy_from_slice(values);
+                Ok(())
+            })
         }),
-        (true, Some(width)) if n >= 2 => {
-            at(r, "values", |r| bits::read_planes_range(r, width, n, run.clone()))
-        }
+        (true, Some(width)) if n >= 2 => at(r, "values", |r| {
+            let len = run.len().checked_mul(width).ok_or("run values overflow")?;
+            scratch::values(len, |out| bits::read_planes_range(r, width, n, run.clone(), out))
+        }),
         (true, _) => at(r, "values", |_| Err("flagged transposed without one common length".to_string())),
     }
 }
