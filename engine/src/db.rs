@@ -224,6 +224,14 @@ impl Db {
         self.view()?.latest(user, n)
     }
 
+    /// [`latest`](Self::latest), appended to `out` (which is not cleared first); on an error
+    /// `out` is left as it was. A reader that clears and reuses one vector saves an
+    /// allocation and a free per query: with a writer in the process, each of them can wait
+    /// on the allocator's lock (docs/PERFORMANCE.md).
+    pub fn latest_into(&self, user: u64, n: usize, out: &mut Vec<Event>) -> Result<()> {
+        self.view()?.latest_into(user, n, out)
+    }
+
     /// The events of `user` with a ts in `range`, ascending, streamed. Any bound form works,
     /// up to `i64::MIN` and `i64::MAX` inclusive (`..` is every event). A range is inverted
     /// when both ends are bounded and the start's value is above the end's, inclusive or
@@ -850,6 +858,11 @@ impl Snapshot {
     /// The newest `n` events of `user` as of the snapshot, newest first.
     pub fn latest(&self, user: u64, n: usize) -> Result<Vec<Event>> {
         self.view.latest(user, n)
+    }
+
+    /// [`latest`](Self::latest), appended to `out`, as [`Db::latest_into`].
+    pub fn latest_into(&self, user: u64, n: usize, out: &mut Vec<Event>) -> Result<()> {
+        self.view.latest_into(user, n, out)
     }
 
     /// The events of `user` in `range` as of the snapshot, ascending; `range` is checked as

@@ -59,14 +59,29 @@ impl ReadView {
 
     /// The newest `n` visible events of `user`, newest first.
     pub fn latest(&self, user: u64, n: usize) -> Result<Vec<Event>> {
-        let n = self.cap.map_or(n, |cap| n.min(usize::try_from(cap).unwrap_or(usize::MAX)));
-        let mut out = Vec::with_capacity(n.min(4096));
-        if n == 0 {
-            return Ok(out);
-        }
-        let mut merge = Merge::new(self.clone(), user, i64::MIN, i64::MAX, Direction::Backward);
-        merge.fill(n, &mut out)?;
+        let mut out = Vec::with_capacity(self.capped(n).min(4096));
+        self.latest_into(user, n, &mut out)?;
         Ok(out)
+    }
+
+    /// [`latest`](Self::latest), appended to `out`; on an error `out` is left as it was.
+    pub fn latest_into(&self, user: u64, n: usize, out: &mut Vec<Event>) -> Result<()> {
+        let n = self.capped(n);
+        if n == 0 {
+            return Ok(());
+        }
+        let start = out.len();
+        let mut merge = Merge::new(self.clone(), user, i64::MIN, i64::MAX, Direction::Backward);
+        let filled = merge.fill(start.saturating_add(n), out);
+        if filled.is_err() {
+            out.truncate(start);
+        }
+        filled
+    }
+
+    /// `n`, or fewer under the per-user cap.
+    fn capped(&self, n: usize) -> usize {
+        self.cap.map_or(n, |cap| n.min(usize::try_from(cap).unwrap_or(usize::MAX)))
     }
 
     /// The visible events of `user` in `range`, ascending, streamed.

@@ -943,3 +943,41 @@ fn interleaved_reads_of_one_thread_see_only_their_own_user() {
     assert_eq!(ts_of(&seen), events(5));
     assert!(seen.iter().all(|e| e.user == 5));
 }
+
+#[test]
+fn latest_into_appends_what_latest_returns() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = Db::open(dir.path(), Options { max_events_per_user: Some(5), ..small() }).unwrap();
+    for ts in 0..8 {
+        db.put(1, ts, format!("one-{ts}").as_bytes()).unwrap();
+        db.put(2, ts, format!("two-{ts}").as_bytes()).unwrap();
+    }
+    db.flush().unwrap();
+    db.put(1, 8, b"one-8").unwrap();
+    let snapshot = db.snapshot();
+    db.put(1, 9, b"one-9").unwrap();
+
+    let mut out = Vec::new();
+    db.latest_into(2, 3, &mut out).unwrap();
+    assert_eq!(ts_of(&out), [7, 6, 5]);
+    // Appended after what `out` held, newest first, from the memtable and a table alike.
+    db.latest_into(1, 3, &mut out).unwrap();
+    assert_eq!(ts_of(&out), [7, 6, 5, 9, 8, 7]);
+    assert_eq!(&out[3].payload[..], b"one-9");
+    // The cap bounds `n` for each call, not `out`'s length.
+    out.clear();
+    db.latest_into(1, 100, &mut out).unwrap();
+    assert_eq!(out, db.latest(1, 100).unwrap());
+    assert_eq!(out.len(), 5);
+    // n = 0 adds nothing; a snapshot reads as of its seqno.
+    db.latest_into(1, 0, &mut out).unwrap();
+    assert_eq!(out.len(), 5);
+    out.clear();
+    snapshot.latest_into(1, 2, &mut out).unwrap();
+    assert_eq!(ts_of(&out), [8, 7]);
+    assert_eq!(out, snapshot.latest(1, 2).unwrap());
+    // A closed database is refused, and `out` is left as it was.
+    db.close().unwrap();
+    assert!(matches!(db.latest_into(1, 2, &mut out), Err(Error::Closed)));
+    assert_eq!(ts_of(&out), [8, 7]);
+}

@@ -38,7 +38,7 @@ impl Store for StrataStore {
     }
 
     fn latest(&self, user: u64, n: usize, out: &mut Vec<Row>) -> Result<()> {
-        out.extend(self.db.latest(user, n)?);
+        self.db.latest_into(user, n, out)?;
         Ok(())
     }
 
