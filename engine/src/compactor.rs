@@ -39,6 +39,7 @@ use strata_sstable::{Table, TableBuilder, TableMeta};
 use crate::db::{lower_cpu_priority, Inner};
 use crate::manifest::Edit;
 use crate::options::{partition_of, MAX_DEBT_DELAY};
+use crate::reaper::reap_inline;
 use crate::version::{table_name, table_record, TableFile, Version};
 use crate::{CompactionKindStats, CompactionStats, Error, Result};
 
@@ -265,6 +266,7 @@ impl Inner {
     /// stops early only if the database is poisoned.
     pub fn run_compactor(&self) {
         lower_cpu_priority(self.options.compaction_nice);
+        let _inline = reap_inline();
         loop {
             if self.compactor.state.lock().shutdown || self.poison.lock().is_some() {
                 return;
@@ -369,6 +371,7 @@ impl Inner {
             let worker =
                 std::thread::Builder::new().name("strata-compact".into()).spawn_scoped(scope, || {
                     lower_cpu_priority(self.options.compaction_nice);
+                    let _inline = reap_inline();
                     plans.iter().try_for_each(|plan| self.execute(plan))
                 });
             match worker {
@@ -565,7 +568,7 @@ impl Inner {
         let version = Arc::clone(&self.current.read().version);
         let Some(file) = version.tables.get(&number) else { return Ok(()) };
         let record = crate::manifest::TableRecord { sequence: true, ..file.record.clone() };
-        let moved = TableFile::open(&self.fs, &self.dir, record.clone(), &self.cache)?;
+        let moved = TableFile::open(&self.fs, &self.dir, record.clone(), &self.cache, &self.reaper)?;
         let edit = Edit {
             added: vec![record],
             removed: vec![number],
@@ -674,7 +677,7 @@ impl Inner {
             .zip(&done.outputs)
             .map(|(&number, stats)| {
                 let record = table_record(number, merge.partition, merge.output_sequence, stats);
-                TableFile::open(&self.fs, &self.dir, record, &self.cache)
+                TableFile::open(&self.fs, &self.dir, record, &self.cache, &self.reaper)
             })
             .collect()
     }

@@ -35,6 +35,7 @@ use crate::memtable::{Memtable, Point, Spare};
 use crate::open::fresh_manifest;
 use crate::publish::Publisher;
 use crate::read::{RangeIter, ReadView};
+use crate::reaper::{reap_inline, Reaper};
 use crate::version::{SuperVersion, TableFile, Version};
 use crate::{Error, Event, Options, PartitionStats, Result, RetentionClock, Stats, WriteBatch, WriteOptions};
 
@@ -102,6 +103,8 @@ pub(crate) struct Inner {
     /// The memory of the last flushed memtable that nothing else held, for the next one
     /// (see [`Spare`]).
     pub spare: Mutex<Option<Spare>>,
+    /// Deletes the obsolete tables that application threads let go of last.
+    pub reaper: Reaper,
 }
 
 impl Db {
@@ -263,6 +266,7 @@ impl Db {
     /// manifest. The flush thread then releases the WAL segments they cover (and may
     /// rewrite the manifest or drop expired partitions) on its own, after this returns.
     pub fn flush(&self) -> Result<()> {
+        let _inline = reap_inline();
         self.inner.check_writable()?;
         self.inner.flush_all()
     }
@@ -278,11 +282,17 @@ impl Db {
     /// A failure poisons the database, as a failed flush does: the inputs stay, reads go on,
     /// and writes are refused until a reopen (which removes the abandoned output).
     pub fn compact(&self) -> Result<()> {
+        let _inline = reap_inline();
         self.flush()?;
-        self.inner
+        let compacted = self
+            .inner
             .enforce_retention()
             .and_then(|()| self.inner.compact_all())
-            .map_err(|err| self.inner.fail(err))
+            .map_err(|err| self.inner.fail(err));
+        // What readers let go of before now is deleted before this returns, as what this
+        // call replaced is: an erasure is off the disk once `compact` returns.
+        self.inner.reaper.drain();
+        compacted
     }
 
     /// Makes every write so far durable, as if each had been written with `sync = true`.
@@ -308,6 +318,9 @@ impl Db {
         if self.inner.closed.load(Ordering::Acquire) {
             return Ok(());
         }
+        let _inline = reap_inline();
+        // Tables that readers let go of before this call are deleted before it returns.
+        self.inner.reaper.drain();
         // A poisoned database has nothing more it may flush; its failure is what close
         // reports, after the WAL (which holds every acknowledged write) is synced and closed.
         let poisoned = self.inner.poison.lock().clone();
@@ -370,6 +383,8 @@ impl Drop for Db {
         self.inner.closed.store(true, Ordering::Release);
         self.stop_flusher();
         drop(self.inner.log.write().take());
+        // Deletes handed over so far are done before another open may take the directory.
+        self.inner.reaper.drain();
         self.inner.lock.lock().take();
     }
 }
@@ -567,6 +582,7 @@ impl Inner {
     /// failure it poisons the database and stops.
     fn run_flusher(&self) {
         lower_cpu_priority(self.options.background_nice);
+        let _inline = reap_inline();
         loop {
             let imm = {
                 let mut queue = self.queue.lock();
@@ -626,6 +642,7 @@ impl Inner {
             width: self.options.width(),
             table_options: &flush_options,
             cache: &self.cache,
+            reaper: &self.reaper,
         };
         let flushed = flush(&ctx, imm, &version, &self.next_file)?;
         let persisted = imm.max_seqno().max(version.state.persisted_seqno);

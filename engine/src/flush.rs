@@ -30,6 +30,7 @@ use strata_vfs::FileSystem;
 use crate::manifest::Edit;
 use crate::memtable::{FlushPoint, FlushReader, Memtable};
 use crate::options::partition_of;
+use crate::reaper::Reaper;
 use crate::version::{table_name, table_record, TableFile, Version};
 use crate::Result;
 
@@ -54,6 +55,7 @@ pub(crate) struct FlushContext<'a> {
     pub width: i64,
     pub table_options: &'a TableOptions,
     pub cache: &'a Arc<BlockCache>,
+    pub reaper: &'a Reaper,
 }
 
 /// The open builders of one flush, keyed by (partition, sequence).
@@ -316,7 +318,7 @@ fn finish(builders: Builders<'_>, events: u64, late_events: u64) -> Result<Flush
             edit.watermarks.push((partition, stats.max_ts));
         }
         edit.added.push(record.clone());
-        tables.push(TableFile::open(ctx.fs, ctx.dir, record, ctx.cache)?);
+        tables.push(TableFile::open(ctx.fs, ctx.dir, record, ctx.cache, ctx.reaper)?);
     }
     Ok(Flushed { edit, tables, events, late_events, bytes })
 }

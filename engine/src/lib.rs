@@ -22,6 +22,7 @@ mod open;
 mod options;
 mod publish;
 mod read;
+mod reaper;
 mod stats;
 mod version;
 

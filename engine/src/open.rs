@@ -26,6 +26,7 @@ use crate::db::{apply, Counters, Inner, Queue};
 use crate::manifest::{load, manifest_name, ManifestState, ManifestWriter, CURRENT_NAME};
 use crate::memtable::Memtable;
 use crate::publish::Publisher;
+use crate::reaper::Reaper;
 use crate::version::{parse_table_name, table_name, SuperVersion, TableFile, Version};
 use crate::{Error, Options, Result};
 
@@ -66,13 +67,14 @@ pub(crate) fn open(fs: Arc<dyn FileSystem>, dir: &Path, options: Options) -> Res
         ));
     }
     let cache = Arc::new(BlockCache::new(options.block_cache_bytes));
+    let reaper = Reaper::start(Arc::clone(&fs), options.background_nice);
     let mut tables = BTreeMap::new();
     for record in state.tables.values() {
         let name = table_name(record.number);
         if names.binary_search(&name).is_err() {
             return Err(Error::MissingTable { file: dir.join(name), manifest: state_source.clone() });
         }
-        tables.insert(record.number, TableFile::open(&fs, dir, record.clone(), &cache)?);
+        tables.insert(record.number, TableFile::open(&fs, dir, record.clone(), &cache, &reaper)?);
     }
     let version = Version::new(state, tables);
 
@@ -139,6 +141,7 @@ pub(crate) fn open(fs: Arc<dyn FileSystem>, dir: &Path, options: Options) -> Res
         compactor: Default::default(),
         retention: Mutex::new(()),
         spare: Mutex::new(None),
+        reaper,
         options,
         fs,
     })

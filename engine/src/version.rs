@@ -5,7 +5,8 @@
 //! - A version never changes; an edit makes a new one. A reader that cloned the
 //!   `Arc<SuperVersion>` keeps every table of it readable for as long as it holds it.
 //! - A table removed by an edit is marked obsolete, and its file is deleted when the last
-//!   version holding it is dropped ([`TableFile`]'s `Drop`), so no reader ever loses a file
+//!   version holding it is dropped ([`TableFile`]'s `Drop`; by the reaper thread when that
+//!   last holder is an application thread, see `reaper.rs`), so no reader ever loses a file
 //!   under its feet. A crash before that leaves an orphan, which the next open removes
 //!   because the manifest no longer references it.
 //! - `by_max_ts` lists every table by descending newest timestamp: a newest-first read opens
@@ -23,6 +24,7 @@ use strata_vfs::FileSystem;
 use crate::manifest::{Edit, ManifestState, TableRecord};
 use crate::memtable::Memtable;
 use crate::options::partition_bounds;
+use crate::reaper::Reaper;
 use crate::{Error, Result};
 
 /// The file name of table `number`.
@@ -105,6 +107,8 @@ pub(crate) struct TableFile {
     path: PathBuf,
     fs: Arc<dyn FileSystem>,
     obsolete: AtomicBool,
+    /// Where the file goes to be deleted when an application thread lets go of it last.
+    reaper: Reaper,
 }
 
 impl TableFile {
@@ -116,6 +120,7 @@ impl TableFile {
         dir: &Path,
         record: TableRecord,
         cache: &Arc<BlockCache>,
+        reaper: &Reaper,
     ) -> Result<Arc<TableFile>> {
         let path = dir.join(table_name(record.number));
         let table = Table::open(fs.as_ref(), &path, Arc::clone(cache))?;
@@ -124,7 +129,14 @@ impl TableFile {
             let footer = stats.file_bytes.saturating_sub(FOOTER_LEN as u64);
             return Err(Error::corruption(&path, footer, reason));
         }
-        Ok(Arc::new(TableFile { record, table, path, fs: Arc::clone(fs), obsolete: AtomicBool::new(false) }))
+        Ok(Arc::new(TableFile {
+            record,
+            table,
+            path,
+            fs: Arc::clone(fs),
+            obsolete: AtomicBool::new(false),
+            reaper: reaper.clone(),
+        }))
     }
 
     /// Whether the table was built with a compressing codec (its footer says).
@@ -149,8 +161,13 @@ impl TableFile {
 impl Drop for TableFile {
     fn drop(&mut self) {
         if self.obsolete.load(Ordering::Acquire) {
-            // Best effort: a file left behind is an orphan that the next open removes.
-            let _ = self.fs.remove(&self.path);
+            // An application thread hands the file to the reaper with a handle of the
+            // table, so that the costly part of the delete (freeing the file's blocks, its
+            // cached blocks) happens there; engine threads delete inline (`reaper.rs`).
+            if self.reaper.retire(self.path.clone(), self.table.clone()).is_some() {
+                // Best effort: a file left behind is an orphan that the next open removes.
+                let _ = self.fs.remove(&self.path);
+            }
         }
     }
 }

@@ -465,3 +465,83 @@ fn close_starts_no_compaction_and_the_next_open_picks_the_work_up() {
     assert_eq!(partition_0, before);
     db.close().unwrap();
 }
+
+/// A file system that notes which thread removed each table file.
+#[derive(Debug)]
+struct RemovalLog {
+    sim: SimFs,
+    removed: parking_lot::Mutex<Vec<(String, Option<String>)>>,
+}
+
+impl strata::vfs::FileSystem for RemovalLog {
+    fn create(&self, path: &std::path::Path) -> strata::vfs::Result<Box<dyn strata::vfs::File>> {
+        self.sim.create(path)
+    }
+    fn open(&self, path: &std::path::Path) -> strata::vfs::Result<Box<dyn strata::vfs::File>> {
+        self.sim.open(path)
+    }
+    fn rename(&self, from: &std::path::Path, to: &std::path::Path) -> strata::vfs::Result<()> {
+        self.sim.rename(from, to)
+    }
+    fn remove(&self, path: &std::path::Path) -> strata::vfs::Result<()> {
+        let thread = std::thread::current().name().map(str::to_string);
+        self.removed.lock().push((path.display().to_string(), thread));
+        self.sim.remove(path)
+    }
+    fn list(&self, dir: &std::path::Path) -> strata::vfs::Result<Vec<String>> {
+        self.sim.list(dir)
+    }
+    fn create_dir(&self, path: &std::path::Path) -> strata::vfs::Result<()> {
+        self.sim.create_dir(path)
+    }
+    fn sync_dir(&self, path: &std::path::Path) -> strata::vfs::Result<()> {
+        self.sim.sync_dir(path)
+    }
+    fn lock(&self, path: &std::path::Path) -> strata::vfs::Result<strata::vfs::LockGuard> {
+        self.sim.lock(path)
+    }
+}
+
+#[test]
+fn a_table_that_a_reader_lets_go_of_last_is_deleted_off_the_readers_thread() {
+    let fs = Arc::new(RemovalLog { sim: SimFs::new(), removed: parking_lot::Mutex::new(Vec::new()) });
+    let db = Db::open_with_fs(fs.clone(), "/db", Options { compaction_threads: 0, ..options() }).unwrap();
+    let tables_removed = |fs: &RemovalLog| -> Vec<(String, Option<String>)> {
+        fs.removed.lock().iter().filter(|(path, _)| path.ends_with(".sst")).cloned().collect()
+    };
+    let fill = |round: i64| {
+        for flush in 0..2 {
+            for user in 0..10 {
+                db.put(user, round * 100 + flush * 10, b"payload").unwrap();
+            }
+            db.flush().unwrap();
+        }
+    };
+
+    // Nothing holds the inputs when `compact` installs its merge: its compaction thread
+    // deletes them itself, before `compact` returns.
+    fill(0);
+    db.compact().unwrap();
+    let inline = tables_removed(&fs);
+    assert_eq!(inline.len(), 2, "{inline:?}");
+    assert!(inline.iter().all(|(_, thread)| thread.as_deref() == Some("strata-compact")), "{inline:?}");
+
+    // A snapshot holds the next inputs: they outlive the merge, and the reader's drop of
+    // the snapshot hands them to the reaper, which deletes them on its own thread.
+    fill(1);
+    let snapshot = db.snapshot();
+    db.compact().unwrap();
+    assert_eq!(tables_removed(&fs).len(), 2, "the snapshot still holds the inputs");
+    assert_eq!(snapshot.latest(3, 10).unwrap().len(), 4, "and still reads them");
+    drop(snapshot);
+    eventually("the reaper deletes the inputs", || tables_removed(&fs).len() == 4 + 1);
+    let reaped = tables_removed(&fs);
+    // The second compact merged the partition's run with the two new tables: three inputs,
+    // all of them in the snapshot.
+    assert!(reaped[2..].iter().all(|(_, thread)| thread.as_deref() == Some("strata-reaper")), "{reaped:?}");
+    for (path, _) in &reaped {
+        assert!(!fs.sim.paths().iter().any(|p| p.display().to_string() == *path), "{path} is still there");
+    }
+    assert_eq!(db.latest(3, 10).unwrap().len(), 4);
+    db.close().unwrap();
+}
