@@ -21,7 +21,11 @@
 //! CPU running the process to flush its TLB: the standard run's settle ended each of its two
 //! merges with about 7,500 such interrupts in 50 ms on the reader's CPU. Dropping the trim
 //! after merges measured no better read latency during the settle and 50 to 80 MiB more
-//! resident memory (docs/PERFORMANCE.md, "The trim after each merge"), so it stays.
+//! resident memory (docs/PERFORMANCE.md, "The trim after each merge"), so it stays. The walk
+//! is also the longest thing a reader waits for beside a writer: in the mixed phase the
+//! reader's sleeps of 30 to 110 ms were on arena locks a trim held, on these niced threads or
+//! (tried, not kept) on a thread of normal priority (docs/PERFORMANCE.md, "What the reader
+//! sleeps on beside a writer").
 //! `Options::release_memory_after_flush` turns it off. With another allocator or C library
 //! there is nothing to ask, and the call does nothing.
 
