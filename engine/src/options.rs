@@ -75,7 +75,8 @@ pub struct Options {
     /// short, and the flush uses what they leave: with more runnable threads than cores, an
     /// equal-priority flush preempts readers for whole scheduler slices, which is what a
     /// read's p99 then measures. Writers still cannot outrun the flush: backpressure slows
-    /// them when memtables pile up. Linux only; elsewhere it is ignored.
+    /// them when memtables pile up. The reaper thread, which deletes obsolete tables that a
+    /// query let go of last, runs at this value too. Linux only; elsewhere it is ignored.
     pub background_nice: i32,
     /// Nice value added to the compaction threads' CPU priority, 0..=19 (default 19, the
     /// lowest). Below the flush on purpose: the flush is what ingest waits for, while a

@@ -1,8 +1,9 @@
 //! Per-thread scratch buffers for the bytes of one block at a time: the bytes read from the
-//! file and the decompressed body. Both are parsed into a [`crate::block::DecodedBlock`]
-//! that owns its columns, so the buffers are free again once a block is decoded; reusing
-//! them spares each cold read two allocations that the allocator zero-fills (8% of a
-//! "latest 100" query's time on the standard data, before).
+//! file, the decompressed body, and the tiles a range of bit-transposed values goes through.
+//! They are parsed into a [`crate::block::DecodedBlock`] that owns its columns, so the
+//! buffers are free again once a block is decoded; reusing them spares each cold read the
+//! allocations that the allocator zero-fills (8% of a "latest 100" query's time on the
+//! standard data, before).
 //!
 //! Also two spare columns of 64-bit words ([`Words`]) that a decode fills and drops block
 //! after block: taken with [`take_words`], given back with [`keep_words`]; and the chunk of
@@ -50,7 +51,7 @@ pub(crate) fn with<T>(which: Scratch, len: usize, f: impl FnOnce(&mut [u8]) -> T
 /// Takes slot `i` of this thread's `slots` (a fresh vector if it is out, or during thread
 /// teardown).
 fn take<T: 'static, const N: usize>(slots: &'static LocalKey<RefCell<[Vec<T>; N]>>, i: usize) -> Vec<T> {
-    let taken = slots.try_with(|cell| cell.try_borrow_mut().ok().map(|mut s| std::mem::take(&mut s[i])));
+    let taken = slots.try_with(|cell| cell.try_borrow_mut().ok()?.get_mut(i).map(std::mem::take));
     taken.ok().flatten().unwrap_or_default()
 }
 
@@ -111,7 +112,8 @@ pub(crate) fn values<E>(len: usize, fill: impl FnOnce(&mut [u8]) -> Result<(), E
 }
 
 /// Which spare column of 64-bit words: the seqnos of a block, kept when they turn out all
-/// equal (`block::read_seqnos`), or the un-transposition's plane words (`bits::unbitshuffle`).
+/// equal (`block::seqno_column`), or the un-transposition's plane words
+/// (`bits::unbitshuffle_into`).
 #[derive(Clone, Copy)]
 pub(crate) enum Words {
     Seqnos = 0,

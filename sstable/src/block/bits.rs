@@ -25,7 +25,7 @@ use crate::varint::Reader;
 /// Reads bit-transposed values of `n` records of `width` bytes.
 pub(super) fn read_planes(r: &mut Reader<'_>, width: usize, n: usize) -> Result<Vec<u8>, String> {
     let (counts, planes) = read_counts_and_planes(r, width, n)?;
-    Ok(unbitshuffle(counts, planes, width, n, 0..n))
+    Ok(unbitshuffle(counts, planes, width, n))
 }
 
 /// Reads bit-transposed values of `n` records of `width` bytes, all of them (the reader ends
@@ -56,7 +56,10 @@ pub(super) fn read_planes_range(
             unbitshuffle_into(counts, planes, n, &tiles, padded);
             let wanted = padded.chunks_exact(tiles.wide).skip(tiles.skip).take(records.len());
             for (dst, record) in out.chunks_exact_mut(width).zip(wanted) {
-                dst.copy_from_slice(record.get(..width).unwrap_or_default());
+                // `wide` is `width` rounded up, so the record always holds `width` bytes.
+                if let Some(record) = record.get(..width) {
+                    dst.copy_from_slice(record);
+                }
             }
         });
     }
@@ -205,22 +208,18 @@ pub(super) fn transpose_bytes(rows: &mut [u64; 8]) {
     }
 }
 
-/// Inverse of [`bitshuffle`] for `records` of `n` (the whole block is `0..n`): `counts` holds
-/// the planes stored per column. Works in tiles of 8 records: bit planes to one word per byte
-/// column, then 8x8 byte transposes, several times faster than moving single bits or bytes;
-/// only the groups of 8 covering `records` are transposed.
-fn unbitshuffle(counts: &[u8], planes: &[u8], width: usize, n: usize, records: Range<usize>) -> Vec<u8> {
-    let tiles = Tiles::of(width, n, &records);
+/// Inverse of [`bitshuffle`] for all `n` records: `counts` holds the planes stored per
+/// column. Works in tiles of 8 records: bit planes to one word per byte column, then 8x8 byte
+/// transposes, several times faster than moving single bits or bytes.
+fn unbitshuffle(counts: &[u8], planes: &[u8], width: usize, n: usize) -> Vec<u8> {
+    let tiles = Tiles::of(width, n, &(0..n));
     let mut padded = vec![0; tiles.bytes()];
     unbitshuffle_into(counts, planes, n, &tiles, &mut padded);
-    let wanted = records.start.min(n)..records.end.min(n);
-    let wanted = wanted.len();
     if tiles.wide == width {
-        padded.drain(..tiles.skip * width);
-        padded.truncate(wanted * width);
+        padded.truncate(n * width);
         return padded;
     }
-    let records = padded.chunks_exact(tiles.wide).skip(tiles.skip).take(wanted);
+    let records = padded.chunks_exact(tiles.wide).take(n);
     records.flat_map(|record| record.iter().take(width)).copied().collect()
 }
 
