@@ -29,7 +29,7 @@
 //! - the thread ends once every sender is gone: the database and every table of it.
 
 use std::cell::Cell;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::mpsc::{channel, Receiver, Sender};
 use std::sync::Arc;
 use std::time::Duration;
@@ -71,20 +71,20 @@ impl Reaper {
         Reaper { jobs: spawned.ok().map(|_| jobs) }
     }
 
-    /// Hands `table`, whose file is `path`, to the thread to delete; gives both back if the
-    /// caller must delete inline instead (an engine thread, or no reaper thread).
-    pub fn retire(&self, path: PathBuf, table: Table) -> Option<(PathBuf, Table)> {
-        if INLINE.try_with(Cell::get).unwrap_or(0) > 0 {
-            return Some((path, table));
+    /// Deletes `path`, the file of `table`: hands both to the thread from an application
+    /// thread; deletes inline on an engine thread ([`reap_inline`]), or when there is no
+    /// thread to hand them to. Best effort either way: a file left behind is an orphan that
+    /// the next open removes.
+    pub fn retire(&self, fs: &dyn FileSystem, path: &Path, table: &Table) {
+        let inline = INLINE.try_with(Cell::get).unwrap_or(0) > 0;
+        if let (false, Some(jobs)) = (inline, &self.jobs) {
+            let job = Job::Delete { path: path.to_path_buf(), table: table.clone() };
+            if jobs.send(job).is_ok() {
+                return;
+            }
+            // The thread is gone (it ends only once every sender is): delete here.
         }
-        let Some(jobs) = &self.jobs else { return Some((path, table)) };
-        match jobs.send(Job::Delete { path, table }) {
-            Ok(()) => None,
-            Err(std::sync::mpsc::SendError(job)) => match job {
-                Job::Delete { path, table } => Some((path, table)),
-                Job::Drained(_) => None,
-            },
-        }
+        let _ = fs.remove(path);
     }
 
     /// Waits until every table handed over before this call is deleted.

@@ -164,10 +164,7 @@ impl Drop for TableFile {
             // An application thread hands the file to the reaper with a handle of the
             // table, so that the costly part of the delete (freeing the file's blocks, its
             // cached blocks) happens there; engine threads delete inline (`reaper.rs`).
-            if self.reaper.retire(self.path.clone(), self.table.clone()).is_some() {
-                // Best effort: a file left behind is an orphan that the next open removes.
-                let _ = self.fs.remove(&self.path);
-            }
+            self.reaper.retire(self.fs.as_ref(), &self.path, &self.table);
         }
     }
 }
