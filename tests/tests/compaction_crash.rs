@@ -305,7 +305,12 @@ fn the_base_has_late_events_deletes_several_partitions_and_compaction_rewrites_i
     assert!(unsequence >= 2, "too few unsequence tables: {unsequence}");
     assert!(base.tables.len() >= 10, "{} tables", base.tables.len());
     assert!(base.model.keys().any(|(u, _)| *u == ERASED_USER), "the erased user wrote again");
-    assert!(count(OpKind::Rename, ".sst") >= 4 && count(OpKind::Remove, ".sst") >= 4, "{:?}", r.log);
+    // Groups of two partitions (`options`): every group is one merge at least, and the
+    // campaign must meet several. How many tables each merge makes depends on the seed.
+    let groups: BTreeSet<i64> = partitions.iter().map(|p| p.div_euclid(2)).collect();
+    assert!(groups.len() >= 2, "{partitions:?}");
+    assert!(count(OpKind::Rename, ".sst") >= groups.len(), "{:?}", r.log);
+    assert!(count(OpKind::Remove, ".sst") >= base.tables.len(), "{:?}", r.log);
     // Without a fault: the model, every partition new and settled, no orphan.
     let after = manifest_tables(&r.sim).unwrap();
     assert!(after.keys().all(|n| !base.tables.contains_key(n)), "a partition was not rewritten: {after:?}");
