@@ -16,7 +16,7 @@ use clap::Args;
 use strata::{Db, Options, WriteBatch, WriteOptions};
 use strata_bench::hw::per_sec;
 use strata_bench::measure::IoCounters;
-use strata_bench::runner::WARMUP_SEED_SALT;
+use strata_bench::runner::{DURING_SEED_SALT, WARMUP_SEED_SALT};
 use strata_bench::sstable_data::QUERY_SEED_SALT;
 use strata_bench::workload::{mix64, user_of_rank, Rng, Workload, WorkloadConfig, Zipf};
 use strata_bench::{Error, Result};
@@ -79,6 +79,14 @@ pub struct EngineArgs {
     /// one pass. The timed pass then misses the cache as often as `run`'s latest phase.
     #[arg(long, requires = "query_only")]
     warmup_queries: Option<usize>,
+    /// With `--warmup-queries`: the settle's protocol on this database. After the warm-up,
+    /// one reader runs "latest 100" (drawn as `run` draws them during its settle) beside
+    /// `Db::compact()` until it returns; then the cache is warmed again and the timed pass
+    /// runs idle on the compacted tables, and the ratio of the two p99s is printed. Shows
+    /// what compaction costs a reader from any starting layout (`run` starts from the one
+    /// its ingest leaves).
+    #[arg(long, requires = "warmup_queries")]
+    beside_compact: bool,
 }
 
 /// The engine's table options with `--block-kib` and `--zstd-level` applied.
@@ -238,7 +246,14 @@ fn query_only(args: &EngineArgs) -> Result<()> {
             ("timed (as `run` times it)", QUERY_SEED_SALT, args.queries),
         ],
     };
-    for &(pass, salt, queries) in passes {
+    let mut during_p99 = None;
+    for (k, &(pass, salt, queries)) in passes.iter().enumerate() {
+        if k == 1 && args.beside_compact {
+            during_p99 = Some(beside_compact(&db, &config)?);
+            // Warm again, as `run` does after its settle: the idle pass below is timed on
+            // the compacted tables with the cache in its steady state.
+            latest_latencies(&db, &config, WARMUP_SEED_SALT, passes[0].2)?;
+        }
         let io = IoCounters::now();
         let start = Instant::now();
         let mut latencies = latest_latencies(&db, &config, salt, queries)?;
@@ -259,9 +274,65 @@ fn query_only(args: &EngineArgs) -> Result<()> {
             thousands(cache.inserts),
             IoCounters::now().since(io).read_bytes as f64 / 1e6,
         );
+        if let (1, Some(during)) = (k, during_p99) {
+            let idle = percentile_us(&latencies, 0.99);
+            println!(
+                "p99 beside compact() / p99 idle after it: {:.2}x",
+                during / idle.max(f64::MIN_POSITIVE)
+            );
+        }
     }
     db.close()?;
     Ok(())
+}
+
+/// Runs `db.compact()` while this thread's scoped reader runs "latest 100" queries (users
+/// drawn as `run`'s settle draws them) until it returns; prints what the reader measured
+/// and returns its p99 in microseconds.
+fn beside_compact(db: &Db, config: &WorkloadConfig) -> Result<f64> {
+    let done = std::sync::atomic::AtomicBool::new(false);
+    let (compacted, latencies) = std::thread::scope(|scope| {
+        let reader = scope.spawn(|| -> Result<Vec<Duration>> {
+            let zipf = Zipf::new(config.users, config.zipf_s);
+            let mut rng = Rng::new(mix64(config.seed ^ DURING_SEED_SALT));
+            let mut latencies = Vec::new();
+            let mut out = Vec::new();
+            while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                let user = user_of_rank(zipf.sample(&mut rng));
+                out.clear();
+                let start = Instant::now();
+                db.latest_into(user, 100, &mut out)?;
+                latencies.push(start.elapsed());
+            }
+            Ok(latencies)
+        });
+        let start = Instant::now();
+        let compacted = db.compact().map(|()| start.elapsed());
+        done.store(true, std::sync::atomic::Ordering::Relaxed);
+        let latencies = reader.join().map_err(|_| Error::Mismatch("the reader thread panicked".into()));
+        (compacted, latencies)
+    });
+    let elapsed = compacted?;
+    let mut latencies = latencies??;
+    latencies.sort_unstable();
+    let p99 = percentile_us(&latencies, 0.99);
+    println!(
+        "latest 100 beside compact() ({:.2} s): {} queries, p50 {:.2} us, p90 {:.2} us, p99 {:.2} us, \
+         p99.9 {:.2} us",
+        elapsed.as_secs_f64(),
+        thousands(latencies.len() as u64),
+        percentile_us(&latencies, 0.50),
+        percentile_us(&latencies, 0.90),
+        p99,
+        percentile_us(&latencies, 0.999),
+    );
+    for p in db.stats().partitions {
+        println!(
+            "after: partition {}: {} sequence + {} unsequence tables, {} events",
+            p.partition, p.sequence_tables, p.unsequence_tables, p.events
+        );
+    }
+    Ok(p99)
 }
 
 /// One line per merge kind that ran, then the totals: what compaction read and wrote.
