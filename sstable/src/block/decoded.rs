@@ -266,7 +266,7 @@ impl DecodedBlock {
     }
 
     /// User of entry `i`. A search over the runs: a walk over the block uses
-    /// [`entry_from_run`](Self::entry_from_run) or a user's range instead.
+    /// `entry_from_run` (within the crate) or a user's range instead.
     pub fn user(&self, i: usize) -> Option<u64> {
         if i >= self.len() {
             return None;
