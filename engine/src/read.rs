@@ -114,10 +114,10 @@ impl ReadView {
 /// The events of one user in a time range, ascending. Returned by `Db::range` and
 /// `Snapshot::range`; it pins the tables it reads until dropped. After an error it ends.
 ///
-/// It resolves `RANGE_CHUNK` (128) events at a time, so that while one source alone is in reach its entries
-/// go straight from its cursor, without the merge heap (the fast lane "latest" takes): a hot
-/// user's hour is thousands of events of one table. Memory stays bounded by the chunk: the
-/// range is still streamed.
+/// It resolves `RANGE_CHUNK` (128) events at a time, so that while one source alone is in
+/// reach its entries go straight from its cursor, without the merge heap (the fast lane
+/// "latest" takes): a hot user's hour is thousands of events of one table. Memory stays
+/// bounded by the chunk: the range is still streamed.
 pub struct RangeIter {
     merge: Option<Merge>,
     /// Events resolved and not yet returned, ascending.
