@@ -114,9 +114,12 @@ pub struct Options {
     /// no-op). Without it glibc keeps freed memory in the arena of the thread that
     /// allocated it, and the process's resident size grows to the sum of every thread's
     /// peak: 808 MiB against 632 MiB on the quick preset's mixed phase (docs/PERFORMANCE.md).
-    /// The trim runs on the flush or compaction thread and takes milliseconds; turn it off
-    /// where the application manages its allocator itself. (The name predates the trim
-    /// after merges.)
+    /// The trim runs on the flush or compaction thread, takes 5 to 90 ms on the standard
+    /// workload, and holds each glibc arena's lock while it walks that arena's free memory:
+    /// a reader or writer that allocates from it meanwhile waits (the longest waits of the
+    /// mixed phase's reader, docs/PERFORMANCE.md). Turn it off where memory matters less
+    /// than those waits, or where the application manages its allocator itself. (The name
+    /// predates the trim after merges.)
     pub release_memory_after_flush: bool,
 }
 
