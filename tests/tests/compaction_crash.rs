@@ -552,7 +552,10 @@ fn crash_at_every_operation_of_background_compaction() {
     let after = manifest_tables(&settled).unwrap();
     let rewritten = after.keys().filter(|n| !base.tables.contains_key(n)).count();
     assert!(rewritten >= 3, "the background thread compacted little: {after:?}");
-    check_recovery(&settled, base).unwrap();
+    // Unordered even without a fault: the background may leave part of a hot partition
+    // as it was (a late table below `min_fan_in` beside a tier merge's run, as with
+    // `STRATA_COMPACTION_SEED=31337`).
+    check_recovery_unordered(&settled, base).unwrap();
     // The open alone: where the thread's work starts.
     let open_ops = {
         let counter = Arc::new(FaultFs::new(Arc::new(copy_disk(&base.disk)), 0));
