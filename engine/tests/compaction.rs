@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use strata::sstable::block::Compression;
-use strata::vfs::{FileSystem, SimFs};
+use strata::vfs::{FaultAction, FaultFs, FaultRule, FileSystem, FsErrorKind, OpKind, SimFs, When};
 use strata::{Db, Event, Options, Stats};
 
 const WIDTH: u64 = 1_000;
@@ -466,49 +466,27 @@ fn close_starts_no_compaction_and_the_next_open_picks_the_work_up() {
     db.close().unwrap();
 }
 
-/// A file system that notes which thread removed each table file.
-#[derive(Debug)]
-struct RemovalLog {
-    sim: SimFs,
-    removed: parking_lot::Mutex<Vec<(String, Option<String>)>>,
+/// The table files on `sim`.
+fn table_files(sim: &SimFs) -> Vec<String> {
+    let mut files: Vec<String> =
+        sim.paths().iter().map(|p| p.display().to_string()).filter(|p| p.ends_with(".sst")).collect();
+    files.sort();
+    files
 }
 
-impl strata::vfs::FileSystem for RemovalLog {
-    fn create(&self, path: &std::path::Path) -> strata::vfs::Result<Box<dyn strata::vfs::File>> {
-        self.sim.create(path)
-    }
-    fn open(&self, path: &std::path::Path) -> strata::vfs::Result<Box<dyn strata::vfs::File>> {
-        self.sim.open(path)
-    }
-    fn rename(&self, from: &std::path::Path, to: &std::path::Path) -> strata::vfs::Result<()> {
-        self.sim.rename(from, to)
-    }
-    fn remove(&self, path: &std::path::Path) -> strata::vfs::Result<()> {
-        let thread = std::thread::current().name().map(str::to_string);
-        self.removed.lock().push((path.display().to_string(), thread));
-        self.sim.remove(path)
-    }
-    fn list(&self, dir: &std::path::Path) -> strata::vfs::Result<Vec<String>> {
-        self.sim.list(dir)
-    }
-    fn create_dir(&self, path: &std::path::Path) -> strata::vfs::Result<()> {
-        self.sim.create_dir(path)
-    }
-    fn sync_dir(&self, path: &std::path::Path) -> strata::vfs::Result<()> {
-        self.sim.sync_dir(path)
-    }
-    fn lock(&self, path: &std::path::Path) -> strata::vfs::Result<strata::vfs::LockGuard> {
-        self.sim.lock(path)
-    }
+/// A rule that fails every table removal made by the thread named `thread`.
+fn fail_table_removes_on(thread: &str) -> FaultRule {
+    FaultRule::new(When::Always, FaultAction::Fail(FsErrorKind::Io))
+        .on_op(OpKind::Remove)
+        .on_path(".sst")
+        .on_thread(thread)
 }
 
 #[test]
 fn a_table_that_a_reader_lets_go_of_last_is_deleted_off_the_readers_thread() {
-    let fs = Arc::new(RemovalLog { sim: SimFs::new(), removed: parking_lot::Mutex::new(Vec::new()) });
+    let sim = SimFs::new();
+    let fs = Arc::new(FaultFs::new(Arc::new(sim.clone()), 0));
     let db = Db::open_with_fs(fs.clone(), "/db", Options { compaction_threads: 0, ..options() }).unwrap();
-    let tables_removed = |fs: &RemovalLog| -> Vec<(String, Option<String>)> {
-        fs.removed.lock().iter().filter(|(path, _)| path.ends_with(".sst")).cloned().collect()
-    };
     let fill = |round: i64| {
         for flush in 0..2 {
             for user in 0..10 {
@@ -517,31 +495,53 @@ fn a_table_that_a_reader_lets_go_of_last_is_deleted_off_the_readers_thread() {
             db.flush().unwrap();
         }
     };
+    let reader = std::thread::current().name().unwrap().to_string();
 
     // Nothing holds the inputs when `compact` installs its merge: its compaction thread
-    // deletes them itself, before `compact` returns.
+    // deletes them itself (a removal by the reaper would fail), before `compact` returns.
     fill(0);
+    let inputs = table_files(&sim);
+    assert_eq!(inputs.len(), 2, "{inputs:?}");
+    fs.add_rule(fail_table_removes_on("strata-reaper"));
     db.compact().unwrap();
-    let inline = tables_removed(&fs);
-    assert_eq!(inline.len(), 2, "{inline:?}");
-    assert!(inline.iter().all(|(_, thread)| thread.as_deref() == Some("strata-compact")), "{inline:?}");
+    assert_eq!(fs.injected_count(), 0, "the reaper deleted a table that compact's thread held last");
+    let run = table_files(&sim);
+    assert!(inputs.iter().all(|t| !run.contains(t)), "{inputs:?} left in {run:?}");
 
     // A snapshot holds the next inputs: they outlive the merge, and the reader's drop of
-    // the snapshot hands them to the reaper, which deletes them on its own thread.
+    // the snapshot hands them to the reaper (a removal on the reader's thread would fail).
+    fs.clear_rules();
+    fs.add_rule(fail_table_removes_on(&reader));
     fill(1);
+    let inputs = table_files(&sim);
+    assert_eq!(inputs.len(), 3, "the run and two new tables: {inputs:?}");
     let snapshot = db.snapshot();
     db.compact().unwrap();
-    assert_eq!(tables_removed(&fs).len(), 2, "the snapshot still holds the inputs");
+    assert_eq!(table_files(&sim).len(), 4, "the snapshot still holds the three inputs");
     assert_eq!(snapshot.latest(3, 10).unwrap().len(), 4, "and still reads them");
     drop(snapshot);
-    eventually("the reaper deletes the inputs", || tables_removed(&fs).len() == 4 + 1);
-    let reaped = tables_removed(&fs);
-    // The second compact merged the partition's run with the two new tables: three inputs,
-    // all of them in the snapshot.
-    assert!(reaped[2..].iter().all(|(_, thread)| thread.as_deref() == Some("strata-reaper")), "{reaped:?}");
-    for (path, _) in &reaped {
-        assert!(!fs.sim.paths().iter().any(|p| p.display().to_string() == *path), "{path} is still there");
-    }
-    assert_eq!(db.latest(3, 10).unwrap().len(), 4);
+    eventually("the inputs are deleted", || table_files(&sim).len() == 1);
+    assert_eq!(fs.injected_count(), 0, "a table was removed on the reader's thread");
+
+    // And the thread that deletes them is the reaper: with its removals failing, the inputs
+    // of the next merge stay behind as orphans, which the next open removes.
+    fs.clear_rules();
+    fs.add_rule(fail_table_removes_on("strata-reaper"));
+    fill(2);
+    let inputs = table_files(&sim);
+    let snapshot = db.snapshot();
+    db.compact().unwrap();
+    drop(snapshot);
+    eventually("the reaper tries every input", || fs.injected_count() == 3);
+    assert_eq!(table_files(&sim).len(), 4, "{:?}", table_files(&sim));
+    assert_eq!(db.latest(3, 10).unwrap().len(), 6);
+    db.close().unwrap();
+    drop(db);
+    fs.clear_rules();
+    let db = Db::open_with_fs(fs.clone(), "/db", Options { compaction_threads: 0, ..options() }).unwrap();
+    let left = table_files(&sim);
+    assert_eq!(left.len(), 1, "orphans not removed at open: {left:?}");
+    assert!(inputs.iter().all(|t| !left.contains(t)), "{inputs:?} left in {left:?}");
+    assert_eq!(db.latest(3, 10).unwrap().len(), 6);
     db.close().unwrap();
 }
